@@ -1,0 +1,136 @@
+"""Vanilla RNN and LSTM kernels: whole sequences, forward and backward.
+
+Layout (the structure oneDNN / cuDNN use, see shared PERFORMANCE.md):
+
+* The input projection x @ Wx for all T steps is ONE product with M = N*T, before the loop.
+* Per step only h_{t-1} @ Wh, into a preallocated buffer, then the gate math as short simple
+  loops over one row of a sample (each loop is vectorised by LLVM; one fused loop that reads
+  seven arrays and writes four is not).
+* States are stored time-major, ``hs[t]`` (T+1, N, H) with ``hs[0] = h0``, so ``hs[t]`` is the
+  contiguous left operand of the step product and ``hs[:T]`` the contiguous (T*N, H) operand of
+  dWh after the loop.  The batch-major output h (N, T, H) is a separate array: the caller may
+  modify it without changing what backward computes.
+* Backward: per step only the gate gradients dA_t and dA_t @ Whᵀ; after the loop
+  dX = dA @ Wxᵀ, dWx = Xᵀ @ dA, dWh = H_prevᵀ @ dA as three products with M = N*T.
+* Kept for backward (per sample and step): LSTM 4H activated gates + c + h = 6H numbers,
+  RNN H; tanh(c) is recomputed (cheaper than storing it).
+
+A step function is the T = 1 case of these kernels (c0 and dc_T are arguments for that).
+All arrays are C-contiguous and share one float dtype; no validation happens here.
+"""
+import numpy as np
+
+from .._jit import jit
+from .activations import sigmoid, tanh
+from .linalg import column_sum, matmul, matmul_into, to_batch_major, to_time_major
+
+
+@jit
+def rnn_forward(x, h0, Wx, Wh, b):
+    """x (N, T, D), h0 (N, H) -> h (N, T, H) and hs (T+1, N, H) for backward."""
+    N, T, D = x.shape
+    H = h0.shape[1]
+    pre = matmul(x.reshape(N * T, D), Wx).reshape(N, T, H)
+    hs = np.empty((T + 1, N, H), dtype=x.dtype)
+    hs[0] = h0
+    h = np.empty((N, T, H), dtype=x.dtype)
+    rec = np.empty((N, H), dtype=x.dtype)
+    for t in range(T):
+        matmul_into(hs[t], Wh, rec)
+        for n in range(N):
+            for j in range(H):
+                rec[n, j] += pre[n, t, j] + b[j]
+            for j in range(H):
+                hs[t + 1, n, j] = tanh(rec[n, j])
+            h[n, t, :] = hs[t + 1, n, :]
+    return h, hs
+
+
+@jit
+def rnn_backward(dh, x, hs, Wx, Wh):
+    """dh (N, T, H) upstream grads of every h_t -> dx, dh0, dWx, dWh, db."""
+    N, T, H = dh.shape
+    D = x.shape[2]
+    da = np.empty((T, N, H), dtype=dh.dtype)
+    dh_next = np.zeros((N, H), dtype=dh.dtype)
+    for t in range(T - 1, -1, -1):
+        for n in range(N):
+            for j in range(H):
+                h_t = hs[t + 1, n, j]
+                da[t, n, j] = (dh[n, t, j] + dh_next[n, j]) * (1 - h_t * h_t)
+        matmul_into(da[t], Wh.T, dh_next)
+    da2 = da.reshape(T * N, H)
+    dx = to_batch_major(matmul(da2, Wx.T).reshape(T, N, D))
+    dWx = matmul(to_time_major(x).reshape(T * N, D).T, da2)
+    dWh = matmul(hs[:T].reshape(T * N, H).T, da2)
+    return dx, dh_next, dWx, dWh, column_sum(da2)
+
+
+@jit
+def lstm_forward(x, h0, c0, Wx, Wh, b):
+    """x (N, T, D), h0, c0 (N, H) -> h (N, T, H), hs, cs (T+1, N, H), gates (T, N, 4H).
+
+    ``gates[t, n]`` holds the activated i, f, o, g (in that order along 4H).
+    """
+    N, T, D = x.shape
+    H = h0.shape[1]
+    pre = matmul(x.reshape(N * T, D), Wx).reshape(N, T, 4 * H)
+    hs = np.empty((T + 1, N, H), dtype=x.dtype)
+    cs = np.empty((T + 1, N, H), dtype=x.dtype)
+    hs[0] = h0
+    cs[0] = c0
+    gates = np.empty((T, N, 4 * H), dtype=x.dtype)
+    h = np.empty((N, T, H), dtype=x.dtype)
+    for t in range(T):
+        a_t = gates[t]
+        matmul_into(hs[t], Wh, a_t)
+        for n in range(N):
+            a = a_t[n]
+            for j in range(4 * H):
+                a[j] += pre[n, t, j] + b[j]
+            for j in range(3 * H):
+                a[j] = sigmoid(a[j])
+            for j in range(3 * H, 4 * H):
+                a[j] = tanh(a[j])
+            for j in range(H):
+                cs[t + 1, n, j] = a[H + j] * cs[t, n, j] + a[j] * a[3 * H + j]
+            for j in range(H):
+                hs[t + 1, n, j] = a[2 * H + j] * tanh(cs[t + 1, n, j])
+            h[n, t, :] = hs[t + 1, n, :]
+    return h, hs, cs, gates
+
+
+@jit
+def lstm_backward(dh, dc_last, x, hs, cs, gates, Wx, Wh):
+    """dh (N, T, H), dc_last (N, H) upstream grad of c_T -> dx, dh0, dc0, dWx, dWh, db."""
+    N, T, H = dh.shape
+    D = x.shape[2]
+    da = np.empty((T, N, 4 * H), dtype=dh.dtype)
+    dh_next = np.zeros((N, H), dtype=dh.dtype)
+    dc = dc_last.copy()
+    dh_t = np.empty(H, dtype=dh.dtype)
+    for t in range(T - 1, -1, -1):
+        for n in range(N):
+            g_ = gates[t, n]
+            d_ = da[t, n]
+            for j in range(H):
+                dh_t[j] = dh[n, t, j] + dh_next[n, j]
+            for j in range(H):
+                tanh_c = tanh(cs[t + 1, n, j])
+                o = g_[2 * H + j]
+                dc[n, j] += dh_t[j] * o * (1 - tanh_c * tanh_c)
+                d_[2 * H + j] = dh_t[j] * tanh_c * o * (1 - o)
+            for j in range(H):
+                i = g_[j]
+                f = g_[H + j]
+                g = g_[3 * H + j]
+                d_[j] = dc[n, j] * g * i * (1 - i)
+                d_[H + j] = dc[n, j] * cs[t, n, j] * f * (1 - f)
+                d_[3 * H + j] = dc[n, j] * i * (1 - g * g)
+                dc[n, j] *= f
+        matmul_into(da[t], Wh.T, dh_next)
+    da2 = da.reshape(T * N, 4 * H)
+    dx = to_batch_major(matmul(da2, Wx.T).reshape(T, N, D))
+    dWx = matmul(to_time_major(x).reshape(T * N, D).T, da2)
+    dWh = matmul(hs[:T].reshape(T * N, H).T, da2)
+    return dx, dh_next, dc, dWx, dWh, column_sum(da2)

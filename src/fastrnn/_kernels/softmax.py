@@ -1,0 +1,39 @@
+"""Temporal softmax cross-entropy: one stable log-softmax pass per row, loss and dx together."""
+import numpy as np
+
+from .._jit import jit
+from .activations import exp_nonpos
+
+
+@jit
+def softmax_loss(x, y, mask, n_samples, dx):
+    """x (R, V) scores, y (R,) targets, mask (R,) bool -> summed loss / n_samples; fills dx.
+
+    loss_r = log(sum_j exp(x_rj - m_r)) + m_r - x_r,y_r with m_r the row maximum: never
+    log(0), so no NaN/inf when a probability underflows.  Masked-out rows contribute nothing
+    (their dx row is zero, whatever their scores).  Accumulation is in float64.
+    """
+    R, V = x.shape
+    scale = 1.0 / n_samples
+    loss = 0.0
+    for r in range(R):
+        row = x[r]
+        drow = dx[r]
+        if not mask[r]:
+            drow[:] = 0
+            continue
+        m = row[0]
+        for j in range(1, V):
+            m = max(m, row[j])
+        total = 0.0
+        for j in range(V):
+            e = exp_nonpos(np.float64(row[j]) - m)
+            drow[j] = e
+            total += e
+        inv_total = scale / total
+        for j in range(V):
+            drow[j] *= inv_total
+        target = y[r]
+        drow[target] -= scale
+        loss += np.log(total) + m - row[target]
+    return loss * scale

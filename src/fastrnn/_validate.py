@@ -1,0 +1,63 @@
+"""Argument checking at the public boundary: errors name the argument, expected and actual."""
+import numpy as np
+
+
+def float_dtype(*arrays):
+    """The compute dtype of a call: NumPy promotion of the inputs, restricted to float32/float64.
+
+    float32 (or narrower floats) throughout -> float32; anything reaching float64 -> float64.
+    """
+    dtype = np.result_type(*arrays)
+    if dtype.kind not in "fiub":
+        raise TypeError(f"expected real numeric arrays, got dtype {dtype}")
+    if dtype.kind == "f" and dtype.itemsize <= 4:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _shape_text(shape, names):
+    dims = [name if size is None else f"{name}={size}" for size, name in zip(shape, names)]
+    return "(" + ", ".join(dims) + (",)" if len(dims) == 1 else ")")
+
+
+def check_shape(name, array, shape, names):
+    """``array`` as an ndarray with ``shape`` (ints, or None for a free size).
+
+    ``names`` labels the axes for the message, e.g. ``("N", "T", "D")``.
+    """
+    array = np.asarray(array)
+    if array.ndim != len(shape) or any(
+            want is not None and want != got for want, got in zip(shape, array.shape)):
+        raise ValueError(
+            f"{name} must have shape {_shape_text(shape, names)}, got {array.shape}")
+    return array
+
+
+def as_float(array, dtype):
+    """A C-contiguous array of ``dtype``: the caller's own array when it already is one."""
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def check_indices(name, array, upper, shape=None, names=None):
+    """Integer array with every entry in [0, upper), as a private C-contiguous intp copy.
+
+    A copy: the kernels index memory with these values and have no bounds checks, so a later
+    change to the caller's array must not reach a backward pass.
+    """
+    array = np.asarray(array) if shape is None else check_shape(name, array, shape, names)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer indices, got dtype {array.dtype}")
+    if array.size:
+        lo, hi = array.min(), array.max()
+        if lo < 0 or hi >= upper:
+            raise ValueError(
+                f"{name} must hold indices in [0, {upper}), got values from {lo} to {hi}")
+    return np.array(array, dtype=np.intp, order="C", copy=True)
+
+
+def check_cache(cache, expected, function):
+    """TypeError unless ``cache`` came from the forward that matches ``function``."""
+    if not isinstance(cache, expected):
+        raise TypeError(
+            f"{function} needs the cache returned by the matching forward function "
+            f"({expected.__name__}), got {type(cache).__name__}")

@@ -1,0 +1,334 @@
+"""Drop-in replacement for ``cs231n.rnn_layers``: same names, signatures and return tuples.
+
+Each function validates its arguments (errors name the argument and give the expected and the
+actual shape), chooses the compute dtype (float32 stays float32, float64 stays float64, mixed
+inputs follow NumPy promotion), makes C-contiguous copies only where needed, calls a Numba
+kernel from :mod:`fastrnn._kernels` and returns ``(out, cache)`` or the gradients.  No input is
+ever modified.  Kernels compile on first use for the dtype they meet and are cached on disk.
+
+Caches are opaque NamedTuples: a backward function given any other cache raises TypeError.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from ._kernels import activations, embedding, recurrent, softmax
+from ._validate import as_float, check_cache, check_indices, check_shape, float_dtype
+from .layers import affine_backward, affine_forward
+
+__all__ = [
+    "affine_forward", "affine_backward",
+    "rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward",
+    "word_embedding_forward", "word_embedding_backward", "sigmoid",
+    "lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward",
+    "temporal_affine_forward", "temporal_affine_backward", "temporal_softmax_loss",
+]
+
+
+class _RNNState(NamedTuple):
+    x: np.ndarray   # (N, T, D) input
+    hs: np.ndarray  # (T+1, N, H) hidden states, hs[0] = h0
+    Wx: np.ndarray  # (D, H)
+    Wh: np.ndarray  # (H, H)
+
+
+class _LSTMState(NamedTuple):
+    x: np.ndarray      # (N, T, D) input
+    hs: np.ndarray     # (T+1, N, H) hidden states, hs[0] = h0
+    cs: np.ndarray     # (T+1, N, H) cell states, cs[0] = c0
+    gates: np.ndarray  # (T, N, 4H) activated gates i, f, o, g
+    Wx: np.ndarray     # (D, 4H)
+    Wh: np.ndarray     # (H, 4H)
+
+
+# One class per forward function, so that a backward can tell a foreign cache (TypeError).
+class RNNStepCache(_RNNState):
+    """Cache of :func:`rnn_step_forward` (a sequence of length 1)."""
+
+
+class RNNCache(_RNNState):
+    """Cache of :func:`rnn_forward`."""
+
+
+class LSTMStepCache(_LSTMState):
+    """Cache of :func:`lstm_step_forward` (a sequence of length 1)."""
+
+
+class LSTMCache(_LSTMState):
+    """Cache of :func:`lstm_forward`."""
+
+
+class WordEmbeddingCache(NamedTuple):
+    x: np.ndarray      # (N, T) private intp copy of the indices
+    vocab_size: int    # V
+    wordvec_dim: int   # D
+
+
+class TemporalAffineCache(NamedTuple):
+    x: np.ndarray  # (N, T, D)
+    w: np.ndarray  # (D, M)
+
+
+def _recurrent_inputs(x, h0, Wx, Wh, b, gates, h0_name, extra=()):
+    """Validate (x (N, T, D), h0 (N, H), Wx (D, gH), Wh (H, gH), b (gH,)) and coerce them to
+    one C-contiguous float dtype.  ``extra`` holds more (name, array) pairs of shape (N, H)."""
+    x = check_shape("x", x, (None, None, None), ("N", "T", "D"))
+    N, _, D = x.shape
+    h0 = check_shape(h0_name, h0, (N, None), ("N", "H"))
+    H = h0.shape[1]
+    G = gates * H
+    gH = "H" if gates == 1 else f"{gates}H"
+    Wx = check_shape("Wx", Wx, (D, G), ("D", gH))
+    Wh = check_shape("Wh", Wh, (H, G), ("H", gH))
+    b = check_shape("b", b, (G,), (gH,))
+    extra = [check_shape(name, a, (N, H), ("N", "H")) for name, a in extra]
+    dtype = float_dtype(x, h0, Wx, Wh, b, *extra)
+    return [as_float(a, dtype) for a in (x, h0, Wx, Wh, b, *extra)]
+
+
+def _step_input(x):
+    """The (N, D) input of a step function as a length-1 sequence (N, 1, D)."""
+    return check_shape("x", x, (None, None), ("N", "D"))[:, None, :]
+
+
+def _upstream(name, grad, state, dims=("N", "T", "H")):
+    """Validate an upstream gradient against the cached states; -> (grad, compute dtype)."""
+    T1, N, H = state.hs.shape
+    shape = (N, T1 - 1, H) if len(dims) == 3 else (N, H)
+    grad = check_shape(name, grad, shape, dims)
+    dtype = float_dtype(grad, state.hs)
+    return as_float(grad, dtype), dtype
+
+
+def _state_arrays(state, dtype):
+    return [as_float(a, dtype) for a in state]
+
+
+# ---------------------------------------------------------------------------- vanilla RNN
+
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    """One vanilla RNN step: next_h = tanh(x @ Wx + prev_h @ Wh + b).
+
+    Parameters
+    ----------
+    x : (N, D) input
+    prev_h : (N, H) previous hidden state
+    Wx : (D, H), Wh : (H, H), b : (H,)
+
+    Returns
+    -------
+    next_h : (N, H)
+    cache : RNNStepCache, for :func:`rnn_step_backward`
+    """
+    x, h0, Wx, Wh, b = _recurrent_inputs(_step_input(x), prev_h, Wx, Wh, b, 1, "prev_h")
+    h, hs = recurrent.rnn_forward(x, h0, Wx, Wh, b)
+    return h[:, 0, :], RNNStepCache(x, hs, Wx, Wh)
+
+
+def rnn_step_backward(dnext_h, cache):
+    """dnext_h (N, H) -> dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)."""
+    check_cache(cache, RNNStepCache, "rnn_step_backward")
+    dh, dtype = _upstream("dnext_h", dnext_h, cache, ("N", "H"))
+    dx, dprev_h, dWx, dWh, db = recurrent.rnn_backward(
+        dh[:, None, :], *_state_arrays(cache, dtype))
+    return dx[:, 0, :], dprev_h, dWx, dWh, db
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    """Vanilla RNN over a whole sequence.
+
+    Parameters
+    ----------
+    x : (N, T, D) inputs
+    h0 : (N, H) initial hidden state
+    Wx : (D, H), Wh : (H, H), b : (H,)
+
+    Returns
+    -------
+    h : (N, T, H) hidden states
+    cache : RNNCache, for :func:`rnn_backward`
+    """
+    x, h0, Wx, Wh, b = _recurrent_inputs(x, h0, Wx, Wh, b, 1, "h0")
+    h, hs = recurrent.rnn_forward(x, h0, Wx, Wh, b)
+    return h, RNNCache(x, hs, Wx, Wh)
+
+
+def rnn_backward(dh, cache):
+    """dh (N, T, H) upstream grads of each h_t -> dx (N, T, D), dh0 (N, H), dWx, dWh, db."""
+    check_cache(cache, RNNCache, "rnn_backward")
+    dh, dtype = _upstream("dh", dh, cache)
+    return recurrent.rnn_backward(dh, *_state_arrays(cache, dtype))
+
+
+# ---------------------------------------------------------------------------- LSTM
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    """One LSTM step; gates along 4H in the order i, f, o, g.
+
+    Parameters
+    ----------
+    x : (N, D) input
+    prev_h, prev_c : (N, H) previous hidden and cell state
+    Wx : (D, 4H), Wh : (H, 4H), b : (4H,)
+
+    Returns
+    -------
+    next_h, next_c : (N, H)
+    cache : LSTMStepCache, for :func:`lstm_step_backward`
+    """
+    x, h0, Wx, Wh, b, c0 = _recurrent_inputs(
+        _step_input(x), prev_h, Wx, Wh, b, 4, "prev_h", extra=[("prev_c", prev_c)])
+    h, hs, cs, gates = recurrent.lstm_forward(x, h0, c0, Wx, Wh, b)
+    # The returned next_c is a copy: the cache's cs must not change if the caller edits it.
+    return h[:, 0, :], cs[1].copy(), LSTMStepCache(x, hs, cs, gates, Wx, Wh)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    """-> dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,).
+
+    ``dnext_c`` is read, never modified.
+    """
+    check_cache(cache, LSTMStepCache, "lstm_step_backward")
+    dh, dtype = _upstream("dnext_h", dnext_h, cache, ("N", "H"))
+    dc, _ = _upstream("dnext_c", dnext_c, cache, ("N", "H"))
+    dx, dprev_h, dprev_c, dWx, dWh, db = recurrent.lstm_backward(
+        dh[:, None, :], as_float(dc, dtype), *_state_arrays(cache, dtype))
+    return dx[:, 0, :], dprev_h, dprev_c, dWx, dWh, db
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    """LSTM over a whole sequence; the initial cell state is zero.
+
+    Parameters
+    ----------
+    x : (N, T, D) inputs
+    h0 : (N, H) initial hidden state
+    Wx : (D, 4H), Wh : (H, 4H), b : (4H,)
+
+    Returns
+    -------
+    h : (N, T, H) hidden states
+    cache : LSTMCache, for :func:`lstm_backward`
+    """
+    x, h0, Wx, Wh, b = _recurrent_inputs(x, h0, Wx, Wh, b, 4, "h0")
+    h, hs, cs, gates = recurrent.lstm_forward(x, h0, np.zeros_like(h0), Wx, Wh, b)
+    return h, LSTMCache(x, hs, cs, gates, Wx, Wh)
+
+
+def lstm_backward(dh, cache):
+    """dh (N, T, H) -> dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)."""
+    check_cache(cache, LSTMCache, "lstm_backward")
+    dh, dtype = _upstream("dh", dh, cache)
+    dx, dh0, _, dWx, dWh, db = recurrent.lstm_backward(
+        dh, np.zeros_like(dh[:, 0, :]), *_state_arrays(cache, dtype))
+    return dx, dh0, dWx, dWh, db
+
+
+# ---------------------------------------------------------------------------- the rest
+
+def word_embedding_forward(x, W):
+    """out[n, t] = W[x[n, t]].
+
+    Parameters
+    ----------
+    x : (N, T) integer array, every entry in [0, V)
+    W : (V, D) word vectors
+
+    Returns
+    -------
+    out : (N, T, D), in W's float dtype
+    cache : WordEmbeddingCache, for :func:`word_embedding_backward`
+    """
+    W = check_shape("W", W, (None, None), ("V", "D"))
+    V, D = W.shape
+    x = check_indices("x", x, V, (None, None), ("N", "T"))
+    W = np.asarray(W, dtype=float_dtype(W))
+    return W[x], WordEmbeddingCache(x, V, D)
+
+
+def word_embedding_backward(dout, cache):
+    """dout (N, T, D) -> dW (V, D); rows of repeated indices accumulate."""
+    check_cache(cache, WordEmbeddingCache, "word_embedding_backward")
+    N, T = cache.x.shape
+    dout = check_shape("dout", dout, (N, T, cache.wordvec_dim), ("N", "T", "D"))
+    dtype = float_dtype(dout)
+    dW = np.zeros((cache.vocab_size, cache.wordvec_dim), dtype=dtype)
+    embedding.embedding_backward(
+        cache.x.reshape(N * T), as_float(dout, dtype).reshape(N * T, cache.wordvec_dim), dW)
+    return dW
+
+
+def sigmoid(x):
+    """Numerically stable logistic 1 / (1 + exp(-x)), elementwise, in x's float dtype.
+
+    Never overflows (no warnings for x = -1e4); NaN stays NaN.
+    """
+    x = np.asarray(x)
+    xf = as_float(x, float_dtype(x))
+    out = np.empty_like(xf)
+    activations.sigmoid_kernel(xf.reshape(-1), out.reshape(-1))
+    return out if out.ndim else out[()]
+
+
+def temporal_affine_forward(x, w, b):
+    """out (N, T, M) = x @ w + b at every time step.
+
+    Parameters
+    ----------
+    x : (N, T, D), w : (D, M), b : (M,)
+
+    Returns
+    -------
+    out : (N, T, M)
+    cache : TemporalAffineCache, for :func:`temporal_affine_backward`
+    """
+    x = check_shape("x", x, (None, None, None), ("N", "T", "D"))
+    N, T, D = x.shape
+    w = check_shape("w", w, (D, None), ("D", "M"))
+    b = check_shape("b", b, (w.shape[1],), ("M",))
+    dtype = float_dtype(x, w, b)
+    x, w, b = (as_float(a, dtype) for a in (x, w, b))
+    out = (x.reshape(N * T, D) @ w + b).reshape(N, T, w.shape[1])
+    return out, TemporalAffineCache(x, w)
+
+
+def temporal_affine_backward(dout, cache):
+    """dout (N, T, M) -> dx (N, T, D), dw (D, M), db (M,)."""
+    check_cache(cache, TemporalAffineCache, "temporal_affine_backward")
+    x, w = cache
+    N, T, D = x.shape
+    M = w.shape[1]
+    dout = check_shape("dout", dout, (N, T, M), ("N", "T", "M"))
+    dtype = float_dtype(dout, x)
+    dout2, x2, w = as_float(dout, dtype).reshape(N * T, M), as_float(x, dtype).reshape(N * T, D), \
+        as_float(w, dtype)
+    return (dout2 @ w.T).reshape(N, T, D), x2.T @ dout2, dout2.sum(axis=0)
+
+
+def temporal_softmax_loss(x, y, mask, verbose=False):
+    """Softmax cross-entropy summed over unmasked time steps, divided by N (not by the count).
+
+    Parameters
+    ----------
+    x : (N, T, V) scores
+    y : (N, T) integer targets in [0, V)
+    mask : (N, T) boolean; False entries contribute neither loss nor gradient
+    verbose : print the shape of the flattened gradient, as the classic code does
+
+    Returns
+    -------
+    loss : scalar of x's float dtype
+    dx : (N, T, V) gradient of the loss with respect to x
+    """
+    x = check_shape("x", x, (None, None, None), ("N", "T", "V"))
+    N, T, V = x.shape
+    y = check_indices("y", y, V, (N, T), ("N", "T"))
+    mask = check_shape("mask", mask, (N, T), ("N", "T"))
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    dtype = float_dtype(x)
+    x2 = as_float(x, dtype).reshape(N * T, V)
+    dx = np.empty_like(x2)
+    loss = softmax.softmax_loss(x2, y.reshape(N * T), mask.reshape(N * T), N, dx)
+    if verbose:
+        print("dx_flat: ", dx.shape)
+    return dtype.type(loss), dx.reshape(N, T, V)
