@@ -75,8 +75,12 @@ def test_lstm_step_backward(any_impl, rng):
 
     numeric = numeric_grads(both, a, ("x", "prev_h", "prev_c", "Wx", "Wh", "b"),
                             np.stack([dnext_h, dnext_c]))
+    tolerances = dict.fromkeys(numeric, STEP_TOL)
+    # dWx = x^T da has entries near 1e-3 on this data where the numeric gradient's ~1e-11
+    # absolute noise is ~1e-8 relative: the reference (the classic algorithm) reaches 1.7e-8.
+    tolerances.update(Wx=5e-8)
     check(dict(x=dx, prev_h=dprev_h, prev_c=dprev_c, Wx=dWx, Wh=dWh, b=db), numeric,
-          dict.fromkeys(numeric, STEP_TOL))
+          tolerances)
 
 
 def test_lstm_backward(any_impl, rng):
@@ -90,8 +94,11 @@ def test_lstm_backward(any_impl, rng):
     tolerances = dict.fromkeys(numeric, STEP_TOL)
     # The classic notebook reports dWh up to ~3e-6 on its data: through the recurrence dWh sums
     # products of small gate derivatives, some entries are tiny and rel_error's elementwise
-    # denominator magnifies the numeric gradient's ~1e-11 absolute error.  Same for dWx/db.
-    tolerances.update(Wh=1e-6, Wx=1e-7, b=1e-7)
+    # denominator magnifies the numeric gradient's absolute error (the forward's last-ulp noise
+    # over h=1e-5, differenced three steps deep).  Measured here: reference 1.1e-8, the
+    # vectorised exp/tanh kernels 2.2e-7 (their analytic dWh equals the reference's to 1e-15,
+    # the noise is in the forward values the numeric gradient differences).  dWx likewise.
+    tolerances.update(Wh=1e-6, Wx=1e-7)
     check(dict(x=dx, h0=dh0, Wx=dWx, Wh=dWh, b=db), numeric, tolerances)
 
 
@@ -137,7 +144,10 @@ def test_temporal_softmax_loss_gradient(mask_kind, any_impl, rng):
     _, dx = m.temporal_softmax_loss(x, y, mask)
     dx_num = eval_numerical_gradient(lambda _: m.temporal_softmax_loss(x, y, mask)[0], x,
                                      verbose=False)
-    assert rel_error(dx_num, dx) <= STEP_TOL
+    # The loss (~5) is a sum over every token: its rounding noise eps*5 over 2h = 2e-5 is ~1e-10
+    # absolute in each numeric entry, and the smallest entries of dx are ~3e-3, so the
+    # elementwise rel_error floor is ~1e-7 for any implementation (the reference: 1.8e-7).
+    assert rel_error(dx_num, dx) <= 5e-7
 
 
 def test_softmax_loss_gradient_notebook_sizes(any_impl, rng):
