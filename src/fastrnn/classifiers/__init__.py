@@ -1,0 +1,1 @@
+"""Models built from the fastrnn layers (``fastrnn.classifiers.rnn.CaptioningRNN``)."""

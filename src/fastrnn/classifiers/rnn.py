@@ -1,0 +1,234 @@
+"""Image captioning with a vanilla RNN or an LSTM, as the classic ``cs231n.classifiers.rnn``.
+
+The model projects an image feature vector to the initial hidden state, embeds the caption's
+words, runs the recurrent layer and scores every vocabulary word at every step::
+
+    features (N, D) -> affine -> h0 (N, H)
+    captions_in (N, T) -> embedding -> (N, T, W) -> rnn/lstm -> (N, T, H)
+        -> temporal affine -> scores (N, T, V) -> temporal softmax loss against captions_out
+
+The layer functions are looked up on ``self.layers``, a module with the layer API of the
+contract: :mod:`fastrnn.rnn_layers` by default, or :mod:`fastrnn.reference` (the plain NumPy
+yardstick) with ``layers=fastrnn.reference``.
+"""
+import numpy as np
+
+from fastrnn import rnn_layers
+
+__all__ = ["CaptioningRNN"]
+
+_DIM_MUL = {"rnn": 1, "lstm": 4}
+
+
+class CaptioningRNN:
+    """An RNN/LSTM captioning model; a drop-in for the classic ``CaptioningRNN``.
+
+    Parameters
+    ----------
+    word_to_idx : dict
+        Vocabulary: word -> index in [0, V).  Must contain '<NULL>'; '<START>' and '<END>' are
+        needed by :meth:`sample`.
+    input_dim : int
+        D, the dimension of an image feature vector.
+    wordvec_dim : int
+        W, the dimension of a word vector.
+    hidden_dim : int
+        H, the dimension of the recurrent hidden state.
+    cell_type : {'rnn', 'lstm'}
+    dtype : numpy dtype
+        Of every parameter: float32 to train, float64 to check gradients.
+    rng : numpy.random.Generator or int, optional
+        Source of the initial weights.  Default: the global ``np.random`` stream, drawn in the
+        classic order (W_embed, W_proj, Wx, Wh, W_vocab), so a notebook that calls
+        ``np.random.seed`` first gets the classic weights and the classic first losses.
+    layers : module, optional
+        Where the layer functions come from; default :mod:`fastrnn.rnn_layers`.
+
+    Attributes
+    ----------
+    params : dict
+        W_embed (V, W), W_proj (D, H), b_proj (H,), Wx (W, kH), Wh (H, kH), b (kH,),
+        W_vocab (H, V), b_vocab (V,), with k = 4 for an LSTM and 1 for an RNN.
+    """
+
+    def __init__(self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128,
+                 cell_type="rnn", dtype=np.float32, *, rng=None, layers=None):
+        if cell_type not in _DIM_MUL:
+            raise ValueError(f"Invalid cell_type {cell_type!r}: expected 'rnn' or 'lstm'")
+        if "<NULL>" not in word_to_idx:
+            raise ValueError("word_to_idx must contain the '<NULL>' token")
+        for name, value in (("input_dim", input_dim), ("wordvec_dim", wordvec_dim),
+                            ("hidden_dim", hidden_dim)):
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.cell_type = cell_type
+        self.dtype = dtype
+        self.word_to_idx = word_to_idx
+        self.idx_to_word = {i: w for w, i in word_to_idx.items()}
+        self.layers = rnn_layers if layers is None else layers
+        self._null = word_to_idx["<NULL>"]
+        self._start = word_to_idx.get("<START>", None)
+        self._end = word_to_idx.get("<END>", None)
+
+        if rng is None:
+            randn = lambda *shape: np.random.randn(*shape)  # noqa: E731 (the classic stream)
+        else:
+            generator = np.random.default_rng(rng)
+            randn = lambda *shape: generator.standard_normal(shape)  # noqa: E731
+        vocab_size = len(word_to_idx)
+        hidden_mul = _DIM_MUL[cell_type] * hidden_dim
+        # Insertion order and draw order are both the classic ones.
+        params = {}
+        params["W_embed"] = randn(vocab_size, wordvec_dim) / 100
+        params["W_proj"] = randn(input_dim, hidden_dim) / np.sqrt(input_dim)
+        params["b_proj"] = np.zeros(hidden_dim)
+        params["Wx"] = randn(wordvec_dim, hidden_mul) / np.sqrt(wordvec_dim)
+        params["Wh"] = randn(hidden_dim, hidden_mul) / np.sqrt(hidden_dim)
+        params["b"] = np.zeros(hidden_mul)
+        params["W_vocab"] = randn(hidden_dim, vocab_size) / np.sqrt(hidden_dim)
+        params["b_vocab"] = np.zeros(vocab_size)
+        self.params = {k: v.astype(dtype) for k, v in params.items()}
+
+    def loss(self, features, captions):
+        """Training loss and gradients for one minibatch.
+
+        Parameters
+        ----------
+        features : (N, D) image features
+        captions : int (N, T + 1) word indices; the model reads captions[:, :-1] and predicts
+            captions[:, 1:], ignoring targets equal to <NULL>.
+
+        Returns
+        -------
+        loss : scalar, summed over time steps and averaged over the batch
+        grads : dict of arrays keyed and shaped like ``self.params``
+        """
+        L = self.layers
+        p = self.params  # read afresh on every call: gradient checks perturb it in place
+        captions = np.asarray(captions)
+        if captions.ndim != 2 or captions.shape[1] < 2:
+            raise ValueError(f"captions must have shape (N, T + 1) with T >= 1, got {captions.shape}")
+        captions_in = captions[:, :-1]
+        captions_out = captions[:, 1:]
+        mask = captions_out != self._null
+
+        h0, h0_cache = L.affine_forward(features, p["W_proj"], p["b_proj"])
+        words, embed_cache = L.word_embedding_forward(captions_in, p["W_embed"])
+        if self.cell_type == "rnn":
+            hidden, rnn_cache = L.rnn_forward(words, h0, p["Wx"], p["Wh"], p["b"])
+        else:
+            hidden, rnn_cache = L.lstm_forward(words, h0, p["Wx"], p["Wh"], p["b"])
+        scores, scores_cache = L.temporal_affine_forward(hidden, p["W_vocab"], p["b_vocab"])
+        loss, dscores = L.temporal_softmax_loss(scores, captions_out, mask)
+
+        grads = {}
+        dhidden, grads["W_vocab"], grads["b_vocab"] = L.temporal_affine_backward(dscores, scores_cache)
+        if self.cell_type == "rnn":
+            dwords, dh0, grads["Wx"], grads["Wh"], grads["b"] = L.rnn_backward(dhidden, rnn_cache)
+        else:
+            dwords, dh0, grads["Wx"], grads["Wh"], grads["b"] = L.lstm_backward(dhidden, rnn_cache)
+        grads["W_embed"] = L.word_embedding_backward(dwords, embed_cache)
+        _, grads["W_proj"], grads["b_proj"] = L.affine_backward(dh0, h0_cache)
+        return loss, {k: grads[k] for k in p}
+
+    def _initial_state(self, features):
+        """features (N, D) -> h0 (N, H) and c0 (N, H) zeros (c0 unused by the RNN)."""
+        h0, _ = self.layers.affine_forward(features, self.params["W_proj"], self.params["b_proj"])
+        return h0, np.zeros_like(h0)
+
+    def _step(self, words, prev_h, prev_c):
+        """One step from the previous words, int (B,) -> (next_h, next_c, scores (B, V))."""
+        L = self.layers
+        p = self.params
+        embedded = p["W_embed"][words]
+        if self.cell_type == "rnn":
+            next_h, _ = L.rnn_step_forward(embedded, prev_h, p["Wx"], p["Wh"], p["b"])
+            next_c = prev_c
+        else:
+            next_h, next_c, _ = L.lstm_step_forward(embedded, prev_h, prev_c, p["Wx"], p["Wh"], p["b"])
+        scores, _ = L.affine_forward(next_h, p["W_vocab"], p["b_vocab"])
+        return next_h, next_c, scores
+
+    def sample(self, features, max_length=30, beam_size=None):
+        """Generate captions for images.
+
+        Parameters
+        ----------
+        features : (N, D) image features
+        max_length : int, the number of words generated per image
+        beam_size : int, optional
+            None (default): classic greedy decoding, which picks the most likely word at every
+            step and keeps going after <END> for all ``max_length`` steps.  An int k >= 1: beam
+            search keeping the k most likely partial captions (by summed log-probability); a
+            caption ends at <END> and the rest of its row is <NULL>.  k = 1 gives the greedy
+            caption up to and including its first <END>.
+
+        Returns
+        -------
+        captions : int32 (N, max_length), prefilled with <NULL>; column 0 holds the first
+            generated word (not <START>).
+        """
+        if self._start is None:
+            raise ValueError("sample needs a '<START>' token in word_to_idx")
+        if int(max_length) != max_length or max_length < 1:
+            raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+        features = np.asarray(features)
+        if features.ndim != 2:
+            raise ValueError(f"features must have shape (N, D), got {features.shape}")
+        if beam_size is not None:
+            if int(beam_size) != beam_size or beam_size < 1:
+                raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
+            return self._beam_search(features, int(max_length), int(beam_size))
+
+        N = features.shape[0]
+        captions = np.full((N, max_length), self._null, dtype=np.int32)
+        h, c = self._initial_state(features)
+        words = np.full(N, self._start, dtype=np.int64)
+        for t in range(max_length):
+            h, c, scores = self._step(words, h, c)
+            words = np.argmax(scores, axis=1)
+            captions[:, t] = words
+        return captions
+
+    def _beam_search(self, features, max_length, beam_size):
+        """Beam search, one image at a time, the beams of an image as one batch."""
+        captions = np.full((features.shape[0], max_length), self._null, dtype=np.int32)
+        for n in range(features.shape[0]):
+            best = self._beam_search_one(features[n:n + 1], max_length, beam_size)
+            captions[n, :len(best)] = best
+        return captions
+
+    def _beam_search_one(self, feature, max_length, beam_size):
+        """feature (1, D) -> the best word list (ending in <END> if one was reached)."""
+        h, c = self._initial_state(feature)
+        beams = [[]]                          # word lists of the live beams
+        beam_scores = np.zeros(1)             # summed log-probabilities, float64
+        finished = []                         # (score, words) of captions that reached <END>
+        words = np.array([self._start])
+        for _ in range(max_length):
+            h, c, scores = self._step(words, h, c)
+            scores = scores.astype(np.float64)  # float64: ties stay ties only when exact
+            log_probs = scores - scores.max(axis=1, keepdims=True)
+            log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
+            candidates = (beam_scores[:, None] + log_probs).ravel()
+            # A stable sort picks the lowest index among equal scores, as np.argmax does.
+            order = np.argsort(-candidates, kind="stable")[:beam_size - len(finished)]
+            vocab_size = log_probs.shape[1]
+            keep = []
+            for flat in order:
+                beam, word = divmod(int(flat), vocab_size)
+                if word == self._end:
+                    finished.append((candidates[flat], beams[beam] + [word]))
+                else:
+                    keep.append((beam, word))
+            if len(finished) >= beam_size or not keep:
+                break
+            rows = np.array([beam for beam, _ in keep])
+            beams = [beams[beam] + [word] for beam, word in keep]
+            beam_scores = candidates[[beam * vocab_size + word for beam, word in keep]]
+            words = np.array([word for _, word in keep])
+            h, c = h[rows], c[rows]
+        else:
+            finished.extend(zip(beam_scores, beams))
+        # max() keeps the first of equal scores: the earliest-found caption.
+        return max(finished, key=lambda item: item[0])[1]

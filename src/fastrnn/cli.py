@@ -1,0 +1,322 @@
+"""The ``fastrnn`` command: train, sample, gradcheck, bench.
+
+``fastrnn train`` trains a captioning model end to end (by default an LSTM on the built-in
+synthetic dataset, written to the user's cache directory on first use), then prints sample
+captions and the validation BLEU of the trained model next to that of the untrained one.
+``fastrnn sample CHECKPOINT`` captions validation images with a trained checkpoint.
+``fastrnn gradcheck`` checks every layer's and the model's gradients numerically.
+``fastrnn bench ...`` runs :func:`fastrnn.bench.main` with the remaining arguments.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["main"]
+
+DEFAULT_CHECKPOINT_DIR = "checkpoints"
+
+
+def _build_parser():
+    parser = argparse.ArgumentParser(prog="fastrnn", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a captioning model and report its BLEU")
+    train.add_argument("--data-dir", help="COCO-layout data directory (default: the built-in "
+                       "synthetic dataset, written to the user cache on first use)")
+    train.add_argument("--cell-type", choices=("rnn", "lstm"), default="lstm")
+    train.add_argument("--wordvec-dim", type=int, default=64)
+    train.add_argument("--hidden-dim", type=int, default=128)
+    train.add_argument("--epochs", type=int, default=10, help="total epochs (also when resuming)")
+    train.add_argument("--batch-size", type=int, default=100)
+    train.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate")
+    train.add_argument("--lr-decay", type=float, default=0.95)
+    train.add_argument("--grad-clip", type=float, default=None, help="max global gradient norm")
+    train.add_argument("--max-train", type=int, default=None, help="use this many train captions")
+    train.add_argument("--num-val", type=int, default=500, help="validation captions to score")
+    train.add_argument("--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR,
+                       help=f"where checkpoint.h5 is written each epoch (default: {DEFAULT_CHECKPOINT_DIR})")
+    train.add_argument("--resume", metavar="CHECKPOINT", help="continue from this checkpoint")
+    train.add_argument("--seed", type=int, default=0, help="seed of the weights and minibatches")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or loss lines")
+
+    sample = commands.add_parser("sample", help="caption images with a trained checkpoint")
+    sample.add_argument("checkpoint")
+    sample.add_argument("--data-dir", help="COCO-layout data directory (default: built-in data)")
+    sample.add_argument("--split", choices=("train", "val"), default="val")
+    sample.add_argument("--num", type=int, default=5, help="images to caption")
+    sample.add_argument("--beam-size", type=int, default=None, help="beam search width")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the image choice")
+
+    gradcheck = commands.add_parser("gradcheck", help="numeric gradient check of every layer")
+    gradcheck.add_argument("--seed", type=int, default=0)
+
+    commands.add_parser("bench", help="benchmarks (arguments go to fastrnn.bench)", add_help=False)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``fastrnn`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        from fastrnn import bench  # imported on use: only this subcommand needs it
+
+        return bench.main(argv[1:])
+    args = _build_parser().parse_args(argv)
+    return {"train": _train, "sample": _sample, "gradcheck": _gradcheck}[args.command](args)
+
+
+def _load_data(data_dir, max_train=None, seed=0):
+    from fastrnn.coco_utils import load_coco_data
+    from fastrnn.datasets import ensure_builtin_coco
+
+    if data_dir is None:
+        try:
+            data_dir = ensure_builtin_coco()
+        except OSError:  # no writable cache directory: fall back to a temporary one
+            import tempfile
+
+            data_dir = ensure_builtin_coco(os.path.join(tempfile.gettempdir(), "fastrnn-builtin"))
+        print(f"data: built-in synthetic captions in {data_dir}")
+    else:
+        print(f"data: {data_dir}")
+    return load_coco_data(data_dir, max_train=max_train, rng=seed)
+
+
+def _model_from_checkpoint(checkpoint, word_to_idx):
+    """A CaptioningRNN shaped like the checkpoint's parameters, holding them."""
+    from fastrnn.classifiers.rnn import CaptioningRNN
+
+    params = checkpoint["params"]
+    hidden_dim = params["Wh"].shape[0]
+    cell_type = checkpoint["attrs"].get("cell_type") or (
+        "lstm" if params["Wh"].shape[1] == 4 * hidden_dim else "rnn")
+    model = CaptioningRNN(word_to_idx, input_dim=params["W_proj"].shape[0],
+                          wordvec_dim=params["W_embed"].shape[1], hidden_dim=hidden_dim,
+                          cell_type=cell_type, dtype=params["Wx"].dtype, rng=0)
+    for name in model.params:
+        model.params[name] = params[name]
+    return model
+
+
+def _check_vocabulary(checkpoint, data, path):
+    import json
+
+    stored = checkpoint["attrs"].get("word_to_idx")
+    if stored is not None and json.loads(stored) != data["word_to_idx"]:
+        raise SystemExit(f"fastrnn: {path} was trained on a different vocabulary than this data")
+
+
+def _print_samples(data, bleu_scores, count):
+    print("sample captions (validation images):")
+    for reference, hypothesis in list(zip(bleu_scores["references"], bleu_scores["hypotheses"]))[:count]:
+        print(f"  true:  {_strip(reference)}")
+        print(f"  model: {_strip(hypothesis)}")
+
+
+def _strip(caption):
+    return " ".join(w for w in caption.split() if w not in ("<START>", "<END>"))
+
+
+def _train(args):
+    from fastrnn.captioning_solver import CaptioningSolver, read_checkpoint
+    from fastrnn.classifiers.rnn import CaptioningRNN
+    from fastrnn.metrics import evaluate_captions
+
+    start = time.perf_counter()
+    data = _load_data(args.data_dir, args.max_train, args.seed)
+    if args.resume:
+        checkpoint = read_checkpoint(args.resume)
+        _check_vocabulary(checkpoint, data, args.resume)
+        model = _model_from_checkpoint(checkpoint, data["word_to_idx"])
+    else:
+        model = CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1],
+                              wordvec_dim=args.wordvec_dim, hidden_dim=args.hidden_dim,
+                              cell_type=args.cell_type, dtype=np.float32, rng=args.seed)
+    print(f"model: {model.cell_type.upper()}, wordvec {model.params['W_embed'].shape[1]}, hidden "
+          f"{model.params['Wh'].shape[0]}, vocabulary {len(data['word_to_idx'])}; "
+          f"{data['train_captions'].shape[0]} train captions")
+    untrained = CaptioningRNN(data["word_to_idx"], input_dim=model.params["W_proj"].shape[0],
+                              wordvec_dim=model.params["W_embed"].shape[1],
+                              hidden_dim=model.params["Wh"].shape[0], cell_type=model.cell_type,
+                              rng=args.seed)
+    before = evaluate_captions(untrained, data, "val", max_examples=args.num_val)
+
+    solver = CaptioningSolver(model, data, update_rule="adam", optim_config={"learning_rate": args.lr},
+                              lr_decay=args.lr_decay, batch_size=args.batch_size,
+                              num_epochs=args.epochs, print_every=max(args.epochs * 10, 10),
+                              verbose=not args.quiet, grad_clip=args.grad_clip,
+                              checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                              rng=args.seed + 1)
+    train_start = time.perf_counter()
+    solver.train()
+    train_time = time.perf_counter() - train_start
+    if solver.loss_history:
+        print(f"trained {solver.epoch} epochs ({solver.iteration} iterations) in {train_time:.1f} s; "
+              f"final training loss {solver.loss_history[-1]:.3f}")
+    after = evaluate_captions(model, data, "val", max_examples=args.num_val)
+    _print_samples(data, after, 5)
+    print(f"validation BLEU-1 (the notebook's unigram BLEU): trained {after['bleu1']:.3f}, "
+          f"untrained {before['bleu1']:.3f}")
+    print(f"validation BLEU-4 (corpus):                      trained {after['bleu4']:.3f}, "
+          f"untrained {before['bleu4']:.3f}")
+    if solver.checkpoint_path is not None and os.path.exists(solver.checkpoint_path):
+        print(f"checkpoint: {solver.checkpoint_path}  (try: fastrnn sample {solver.checkpoint_path})")
+    print(f"total time {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _sample(args):
+    from fastrnn.captioning_solver import read_checkpoint
+    from fastrnn.coco_utils import decode_captions
+    from fastrnn.metrics import mean_bleu_unigram
+
+    checkpoint = read_checkpoint(args.checkpoint)
+    data = _load_data(args.data_dir)
+    _check_vocabulary(checkpoint, data, args.checkpoint)
+    model = _model_from_checkpoint(checkpoint, data["word_to_idx"])
+    rng = np.random.default_rng(args.seed)
+    rows = rng.choice(data[f"{args.split}_captions"].shape[0], size=args.num, replace=False)
+    captions = data[f"{args.split}_captions"][rows]
+    features = data[f"{args.split}_features"][data[f"{args.split}_image_idxs"][rows]]
+    urls = data[f"{args.split}_urls"][data[f"{args.split}_image_idxs"][rows]]
+    sampled = model.sample(features, max_length=captions.shape[1] - 1, beam_size=args.beam_size)
+    references = decode_captions(captions, data["idx_to_word"])
+    hypotheses = decode_captions(sampled, data["idx_to_word"])
+    for url, reference, hypothesis in zip(urls, references, hypotheses):
+        print(url)
+        print(f"  true:  {_strip(reference)}")
+        print(f"  model: {_strip(hypothesis)}")
+    print(f"BLEU-1 of these {args.num}: {mean_bleu_unigram(references, hypotheses):.3f}")
+    return 0
+
+
+# ------------------------------------------------------------------------------- gradcheck
+GRADCHECK_TOLERANCE = 1e-5  # the classic code reaches up to ~3e-6 on the LSTM's dWh
+
+
+def gradcheck_rows(layers=None, seed=0):
+    """Numeric vs analytic gradients, float64 on tiny shapes, for every layer and the model.
+
+    Parameters
+    ----------
+    layers : module, optional
+        The layer API to check; default :mod:`fastrnn.rnn_layers`.
+    seed : int
+
+    Returns
+    -------
+    list of (function, argument, relative error) tuples.
+    """
+    from fastrnn.gradient_check import (eval_numerical_gradient, eval_numerical_gradient_array,
+                                        rel_error)
+
+    if layers is None:
+        from fastrnn import rnn_layers as layers
+    rng = np.random.default_rng(seed)
+    N, T, D, H, V = 3, 4, 5, 6, 7
+    randn = rng.standard_normal
+    rows = []
+
+    def record(name, arg, numeric, analytic):
+        rows.append((name, arg, rel_error(numeric, analytic)))
+
+    def check_layer(name, forward, backward, inputs, out_shape):
+        dout = randn(out_shape)
+        _, cache = forward(*inputs.values())
+        analytic = backward(dout, cache)
+        analytic = analytic if isinstance(analytic, tuple) else (analytic,)
+        for (arg, value), grad in zip(inputs.items(), analytic):
+            numeric = eval_numerical_gradient_array(lambda _: forward(*inputs.values())[0], value, dout)
+            record(name, arg, numeric, grad)
+
+    x2, h2, c2 = randn((N, D)), randn((N, H)), randn((N, H))
+    x3, h0 = randn((N, T, D)), randn((N, H))
+    check_layer("affine", layers.affine_forward, layers.affine_backward,
+                {"x": x2, "w": randn((D, H)), "b": randn(H)}, (N, H))
+    check_layer("rnn_step", layers.rnn_step_forward, layers.rnn_step_backward,
+                {"x": x2, "prev_h": h2, "Wx": randn((D, H)), "Wh": randn((H, H)), "b": randn(H)},
+                (N, H))
+    check_layer("rnn", layers.rnn_forward, layers.rnn_backward,
+                {"x": x3, "h0": h0, "Wx": randn((D, H)), "Wh": randn((H, H)), "b": randn(H)},
+                (N, T, H))
+    words = rng.integers(V, size=(N, T))
+    W_embed = randn((V, D))
+    dout = randn((N, T, D))
+    _, cache = layers.word_embedding_forward(words, W_embed)
+    numeric = eval_numerical_gradient_array(lambda _: layers.word_embedding_forward(words, W_embed)[0],
+                                            W_embed, dout)
+    record("word_embedding", "W", numeric, layers.word_embedding_backward(dout, cache))
+
+    lstm_step_inputs = {"x": x2, "prev_h": h2, "prev_c": c2, "Wx": randn((D, 4 * H)),
+                        "Wh": randn((H, 4 * H)), "b": randn(4 * H)}
+    dnext_h, dnext_c = randn((N, H)), randn((N, H))
+    *_, cache = layers.lstm_step_forward(*lstm_step_inputs.values())
+    analytic = layers.lstm_step_backward(dnext_h, dnext_c, cache)
+    for (arg, value), grad in zip(lstm_step_inputs.items(), analytic):
+        numeric_h = eval_numerical_gradient_array(
+            lambda _: layers.lstm_step_forward(*lstm_step_inputs.values())[0], value, dnext_h)
+        numeric_c = eval_numerical_gradient_array(
+            lambda _: layers.lstm_step_forward(*lstm_step_inputs.values())[1], value, dnext_c)
+        record("lstm_step", arg, numeric_h + numeric_c, grad)
+    check_layer("lstm", layers.lstm_forward, layers.lstm_backward,
+                {"x": x3, "h0": h0, "Wx": randn((D, 4 * H)), "Wh": randn((H, 4 * H)),
+                 "b": randn(4 * H)}, (N, T, H))
+    check_layer("temporal_affine", layers.temporal_affine_forward, layers.temporal_affine_backward,
+                {"x": x3, "w": randn((D, V)), "b": randn(V)}, (N, T, V))
+
+    scores = randn((N, T, V))
+    targets = rng.integers(V, size=(N, T))
+    mask = rng.random((N, T)) > 0.3
+    _, dscores = layers.temporal_softmax_loss(scores, targets, mask)
+    numeric = eval_numerical_gradient(lambda _: layers.temporal_softmax_loss(scores, targets, mask)[0],
+                                      scores, verbose=False)
+    record("temporal_softmax_loss", "x", numeric, dscores)
+
+    rows.extend(model_gradcheck_rows(layers, seed))
+    return rows
+
+
+def model_gradcheck_rows(layers=None, seed=0):
+    """Numeric vs analytic gradients of CaptioningRNN (rnn and lstm, float64, tiny shapes).
+
+    Returns
+    -------
+    list of ("CaptioningRNN(<cell>)", parameter name, relative error) tuples.
+    """
+    from fastrnn.classifiers.rnn import CaptioningRNN
+    from fastrnn.gradient_check import eval_numerical_gradient, rel_error
+
+    rng = np.random.default_rng(seed)
+    word_to_idx = {"<NULL>": 0, "<START>": 1, "<END>": 2, "cat": 3, "dog": 4}
+    captions = rng.integers(len(word_to_idx), size=(2, 4))
+    features = rng.standard_normal((2, 3))
+    rows = []
+    for cell_type in ("rnn", "lstm"):
+        model = CaptioningRNN(word_to_idx, input_dim=3, wordvec_dim=4, hidden_dim=5,
+                              cell_type=cell_type, dtype=np.float64, rng=rng, layers=layers)
+        # Unit-scale weights: the classic init (W_embed / 100) makes dWx tiny, and the relative
+        # error of a tiny gradient measures round-off in the loss, not the gradient.
+        for name, value in model.params.items():
+            model.params[name] = 0.5 * rng.standard_normal(value.shape)
+        _, grads = model.loss(features, captions)
+        for name in model.params:
+            numeric = eval_numerical_gradient(lambda _: model.loss(features, captions)[0],
+                                              model.params[name], verbose=False)
+            rows.append((f"CaptioningRNN({cell_type})", name, rel_error(numeric, grads[name])))
+    return rows
+
+
+def _gradcheck(args):
+    rows = gradcheck_rows(seed=args.seed)
+    width = max(len(name) for name, _, _ in rows)
+    print(f"{'function':<{width}}  {'argument':<8}  {'rel. error':>10}  ok (< {GRADCHECK_TOLERANCE:g})")
+    failures = 0
+    for name, arg, error in rows:
+        ok = error < GRADCHECK_TOLERANCE
+        failures += not ok
+        print(f"{name:<{width}}  {arg:<8}  {error:10.2e}  {'yes' if ok else 'NO'}")
+    print(f"{len(rows) - failures} of {len(rows)} gradients agree (float64, centred differences)")
+    return 1 if failures else 0

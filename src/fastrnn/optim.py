@@ -1,0 +1,92 @@
+"""First-order update rules, with the classic course API.
+
+Every rule has the signature ``rule(w, dw, config=None) -> (next_w, config)``:
+
+* ``w``: array of weights, any shape.
+* ``dw``: gradient of the loss with respect to ``w``, same shape.
+* ``config``: dict of hyperparameters and per-parameter state (moments, step counter).  Missing
+  entries are filled with the classic defaults by ``setdefault``, so the same dict carries the
+  state from one call to the next.  It is updated and returned, as in the classic code.
+
+Unlike some circulating versions of the classic code, ``w`` is never modified in place:
+``next_w`` is a new array of ``w``'s dtype (float32 stays float32).  Scalar hyperparameters
+are turned into Python floats before they meet an array, so that NumPy 2's promotion rules
+never lift a float32 update to float64.
+"""
+import numpy as np
+
+__all__ = ["sgd", "sgd_momentum", "rmsprop", "adam"]
+
+
+def _as_weight_dtype(next_w, w):
+    return np.asarray(next_w).astype(np.asarray(w).dtype, copy=False)
+
+
+def sgd(w, dw, config=None):
+    """Vanilla stochastic gradient descent: ``next_w = w - learning_rate * dw``.
+
+    config: learning_rate (1e-2).
+    """
+    if config is None:
+        config = {}
+    config.setdefault("learning_rate", 1e-2)
+    next_w = w - float(config["learning_rate"]) * dw
+    return _as_weight_dtype(next_w, w), config
+
+
+def sgd_momentum(w, dw, config=None):
+    """SGD with momentum: ``v = momentum * v - learning_rate * dw; next_w = w + v``.
+
+    config: learning_rate (1e-2), momentum (0.9), velocity (zeros like w).
+    """
+    if config is None:
+        config = {}
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("momentum", 0.9)
+    v = config.get("velocity", np.zeros_like(w))
+    v = float(config["momentum"]) * v - float(config["learning_rate"]) * dw
+    config["velocity"] = _as_weight_dtype(v, w)
+    return _as_weight_dtype(w + config["velocity"], w), config
+
+
+def rmsprop(w, dw, config=None):
+    """RMSProp: a moving average of squared gradients scales each step.
+
+    config: learning_rate (1e-2), decay_rate (0.99), epsilon (1e-8), cache (zeros like w).
+    """
+    if config is None:
+        config = {}
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("decay_rate", 0.99)
+    config.setdefault("epsilon", 1e-8)
+    config.setdefault("cache", np.zeros_like(w))
+    decay = float(config["decay_rate"])
+    cache = decay * config["cache"] + (1 - decay) * (dw * dw)
+    config["cache"] = _as_weight_dtype(cache, w)
+    step = float(config["learning_rate"]) * dw / (np.sqrt(config["cache"]) + float(config["epsilon"]))
+    return _as_weight_dtype(w - step, w), config
+
+
+def adam(w, dw, config=None):
+    """Adam with bias correction; ``t`` is incremented before it is used.
+
+    config: learning_rate (1e-3), beta1 (0.9), beta2 (0.999), epsilon (1e-8), m and v (zeros
+    like w), t (0).  The step is ``lr * sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + eps)``.
+    """
+    if config is None:
+        config = {}
+    config.setdefault("learning_rate", 1e-3)
+    config.setdefault("beta1", 0.9)
+    config.setdefault("beta2", 0.999)
+    config.setdefault("epsilon", 1e-8)
+    config.setdefault("m", np.zeros_like(w))
+    config.setdefault("v", np.zeros_like(w))
+    config.setdefault("t", 0)
+    beta1, beta2 = float(config["beta1"]), float(config["beta2"])
+    t = int(config["t"]) + 1
+    m = _as_weight_dtype(beta1 * config["m"] + (1 - beta1) * dw, w)
+    v = _as_weight_dtype(beta2 * config["v"] + (1 - beta2) * (dw * dw), w)
+    alpha = float(config["learning_rate"]) * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+    next_w = w - float(alpha) * (m / (np.sqrt(v) + float(config["epsilon"])))
+    config["t"], config["m"], config["v"] = t, m, v
+    return _as_weight_dtype(next_w, w), config
