@@ -469,3 +469,62 @@ def sigmoid_float64(x):
     x = np.asarray(x, dtype=np.float64)
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+# ----------------------------------------------------------------------------------------------
+# mutation and aliasing checks (their own tests prove they catch offenders)
+# ----------------------------------------------------------------------------------------------
+def check_no_mutation(case, module, arrays):
+    """Forward then backward (twice) on ``arrays``; AssertionError if any input or cache array
+    changes, or if the second backward on the same cache differs bitwise from the first."""
+    inputs = snapshot(arrays)
+    outputs, cache = case.forward(module, arrays)
+    assert_unchanged(inputs, f"{case.name} forward: input")
+    if case.backward is None:
+        return outputs
+    cached = snapshot(cache)
+    grads = case.backward(module, cache, arrays)
+    assert_unchanged(inputs, f"{case.name} backward: input")
+    assert_unchanged(cached, f"{case.name} backward: cache")
+    again = case.backward(module, cache, arrays)
+    assert_bitwise_equal(again, grads, case.backward_names)
+    return tuple(outputs) + tuple(grads)
+
+
+def array_outputs(values, names):
+    return [(n, v) for n, v in zip(names, values) if isinstance(v, np.ndarray) and v.ndim]
+
+
+def check_outputs_independent(case, module, arrays, other_arrays):
+    """AssertionError if an output shares memory with another output or an input, if a later
+    call (on ``other_arrays``) changes earlier results, or if editing returned arrays in place
+    changes what a backward computes."""
+    outputs, cache = case.forward(module, arrays)
+    grads = case.backward(module, cache, arrays) if case.backward else ()
+    everything = array_outputs(tuple(outputs) + tuple(grads), case.names)
+    for i, (name, a) in enumerate(everything):
+        assert a.flags.writeable, f"{name} is read-only"
+        for other, b in everything[i + 1:]:
+            assert not np.shares_memory(a, b), f"{name} and {other} share memory"
+        for arg, b in arrays.items():
+            assert not np.shares_memory(a, b), f"{name} shares memory with input {arg}"
+
+    # a later call with other inputs leaves earlier results alone
+    saved = [a.copy() for _, a in everything]
+    later_outputs, later_cache = case.forward(module, other_arrays)
+    if case.backward is not None:
+        case.backward(module, later_cache, other_arrays)
+    assert_bitwise_equal([a for _, a in everything], saved, [n for n, _ in everything])
+    if case.backward is None:
+        return
+
+    expected = case.backward(module, case.forward(module, arrays)[1], arrays)
+    # scribble over the forward outputs: the backward must not depend on them
+    for _, a in array_outputs(outputs, case.forward_names):
+        a[...] = 7.0
+    grads_after = case.backward(module, cache, arrays)
+    assert_bitwise_equal(grads_after, expected, case.backward_names)
+    # scribble over returned gradients: a second backward must not hand back those buffers
+    for _, a in array_outputs(grads_after, case.backward_names):
+        a[...] = -7.0
+    assert_bitwise_equal(case.backward(module, cache, arrays), expected, case.backward_names)
