@@ -240,3 +240,13 @@ def test_large_T_rnn_and_lstm_float64(fast, ref, rng):
     """A long sequence (T=300) with a bigger batch, both cells, float64."""
     for case in (RNN, LSTM):
         compare(case, fast, ref, case.build(rng, N=8, T=300, D=6, H=10), np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_softmax_loss_single_class_is_exactly_zero(dtype, fast, rng):
+    """V = 1: softmax is exactly 1, so the loss and every gradient entry are exactly 0
+    (the float32 reference gets this; (p - 1)/N must not become round(p/N) - 1/N)."""
+    x = rng.standard_normal((3, 2, 1)).astype(dtype)
+    loss, dx = fast.temporal_softmax_loss(x, np.zeros((3, 2), int), np.ones((3, 2), bool))
+    assert float(loss) == 0.0
+    np.testing.assert_array_equal(dx, 0.0)
