@@ -15,13 +15,72 @@ own flags.  Environment switches are read here, once, when a kernel module is fi
 * ``nogil=True``: kernels share no state (every call allocates its own outputs), so several
   Python threads may run them at once.
 * Bounds checking follows Numba's own ``NUMBA_BOUNDSCHECK`` switch (CI runs one pass with it).
+
+Numba's cache checks only the source file of the function it caches, not the helpers it
+inlines from other files (``activations.py`` into ``recurrent.py``): an edited helper would
+leave stale machine code in use.  :func:`_stamp_whole_kernel_package` makes the freshness stamp
+of every kernel a hash of all kernel sources instead.
 """
+import functools
+import glob
+import hashlib
 import os
 
 import numba
 
 FASTMATH = frozenset({"reassoc", "contract", "nsz", "arcp"})
 CACHE = os.environ.get("FASTRNN_NO_CACHE", "0").lower() in ("", "0", "false", "no")
+
+# For the exp/tanh/sigmoid building blocks: without reassociation, which would fold the
+# Cody-Waite range reduction and the round-to-integer trick away.  They are ``@overload``s
+# (typed constants per dtype) compiled with these options and inlined by LLVM into the kernels.
+EXACT_OPTIONS = dict(fastmath={"contract", "nsz", "arcp"}, error_model="numpy")
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_KERNEL_DIR = os.path.join(_PACKAGE_DIR, "_kernels")
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel_sources_hash():
+    digest = hashlib.sha256()
+    for path in sorted(glob.glob(os.path.join(_KERNEL_DIR, "*.py"))) + [os.path.abspath(__file__)]:
+        with open(path, "rb") as source:
+            digest.update(source.read())
+    return digest.hexdigest()
+
+
+def _stamp_whole_kernel_package():
+    """Put locators in front of Numba's that stamp fastrnn kernels with the package hash."""
+    try:
+        from numba.core import caching
+        impl = caching.CacheImpl
+        bases = [cls for cls in impl._locator_classes
+                 if issubclass(cls, caching._SourceFileBackedLocatorMixin)]
+    except (ImportError, AttributeError):  # Numba internals changed: keep its own stamps
+        return
+    if getattr(impl, "_fastrnn_stamped", False):
+        return
+
+    def package_locator(base):
+        class Locator(base):
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if os.path.dirname(os.path.abspath(py_file)) != _KERNEL_DIR:
+                    return None
+                return super().from_function(py_func, py_file)
+
+            def get_source_stamp(self):
+                return _kernel_sources_hash()
+        Locator.__name__ = f"FastrnnPackage{base.__name__}"
+        return Locator
+
+    impl._locator_classes = [package_locator(cls) for cls in bases] + list(impl._locator_classes)
+    impl._fastrnn_stamped = True
+
+
+if CACHE:
+    _stamp_whole_kernel_package()
 
 
 def jit(func=None, *, inline="never"):

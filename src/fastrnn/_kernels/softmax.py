@@ -30,10 +30,11 @@ def softmax_loss(x, y, mask, n_samples, dx):
             e = exp_nonpos(np.float64(row[j]) - m)
             drow[j] = e
             total += e
-        inv_total = scale / total
+        inv_total = 1.0 / total
         for j in range(V):
-            drow[j] *= inv_total
+            drow[j] = (drow[j] * inv_total) * scale
         target = y[r]
-        drow[target] -= scale
+        # (p - 1) / N formed in float64 before the one rounding: exactly 0 when p == 1.
+        drow[target] = (exp_nonpos(np.float64(row[target]) - m) * inv_total - 1.0) * scale
         loss += np.log(total) + m - row[target]
     return loss * scale
