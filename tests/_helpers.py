@@ -73,6 +73,8 @@ def assert_outputs_close(actual, expected, names, dtype, truth=None, f64_bound=F
         if np.asarray(a).shape != np.asarray(e).shape:
             problems.append(f"{name}: shape {np.asarray(a).shape} != {np.asarray(e).shape}")
             continue
+        if np.asarray(a).dtype != np.asarray(e).dtype:
+            problems.append(f"{name}: dtype {np.asarray(a).dtype} != {np.asarray(e).dtype}")
         if np.dtype(dtype) == np.float64:
             err = max_rel_error(a, e)
             if not err <= f64_bound:
