@@ -729,7 +729,7 @@ def run_benchmarks(cases, *, fast_module=DEFAULT_FAST_MODULE, repeats=7, min_tim
                     or entry.get("note"))
             if note:
                 row["notes"][impl] = note
-        fast, classic, torch_ = (row["times"][impl] for impl in IMPLEMENTATIONS)
+        classic, fast, torch_ = (row["times"][impl] for impl in IMPLEMENTATIONS)
         row["ratios"] = {"classic": _ratio(classic, fast), "torch": _ratio(torch_, fast)}
         row["passed"] = {
             peer: (None if target is None or row["ratios"][peer] is None
@@ -785,9 +785,9 @@ def _accuracy_cells(row):
 
 def _table(header, rows, markdown):
     if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
+        def line(cells):
+            return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+        return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
                      for row in [header, ["-" * width for width in widths], *rows])
