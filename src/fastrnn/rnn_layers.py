@@ -62,6 +62,7 @@ class WordEmbeddingCache(NamedTuple):
     x: np.ndarray      # (N, T) private intp copy of the indices
     vocab_size: int    # V
     wordvec_dim: int   # D
+    dtype: np.dtype    # W's float dtype: dW promotes it with dout's, like every other grad
 
 
 class TemporalAffineCache(NamedTuple):
@@ -92,16 +93,15 @@ def _step_input(x):
 
 
 def _upstream(name, grad, state, dims=("N", "T", "H")):
-    """Validate an upstream gradient against the cached states; -> (grad, compute dtype)."""
+    """Validate an upstream gradient's shape against the cached states."""
     T1, N, H = state.hs.shape
-    shape = (N, T1 - 1, H) if len(dims) == 3 else (N, H)
-    grad = check_shape(name, grad, shape, dims)
-    dtype = float_dtype(grad, state.hs)
-    return as_float(grad, dtype), dtype
+    return check_shape(name, grad, (N, T1 - 1, H) if len(dims) == 3 else (N, H), dims)
 
 
-def _state_arrays(state, dtype):
-    return [as_float(a, dtype) for a in state]
+def _backward_arrays(grads, state):
+    """Upstream grads and cached arrays in one compute dtype (NumPy promotion of them all)."""
+    dtype = float_dtype(*grads, state.hs)
+    return [as_float(a, dtype) for a in (*grads, *state)]
 
 
 # ---------------------------------------------------------------------------- vanilla RNN
@@ -128,9 +128,8 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
 def rnn_step_backward(dnext_h, cache):
     """dnext_h (N, H) -> dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)."""
     check_cache(cache, RNNStepCache, "rnn_step_backward")
-    dh, dtype = _upstream("dnext_h", dnext_h, cache, ("N", "H"))
-    dx, dprev_h, dWx, dWh, db = recurrent.rnn_backward(
-        dh[:, None, :], *_state_arrays(cache, dtype))
+    dh = _upstream("dnext_h", dnext_h, cache, ("N", "H"))[:, None, :]
+    dx, dprev_h, dWx, dWh, db = recurrent.rnn_backward(*_backward_arrays([dh], cache))
     return dx[:, 0, :], dprev_h, dWx, dWh, db
 
 
@@ -156,8 +155,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
 def rnn_backward(dh, cache):
     """dh (N, T, H) upstream grads of each h_t -> dx (N, T, D), dh0 (N, H), dWx, dWh, db."""
     check_cache(cache, RNNCache, "rnn_backward")
-    dh, dtype = _upstream("dh", dh, cache)
-    return recurrent.rnn_backward(dh, *_state_arrays(cache, dtype))
+    return recurrent.rnn_backward(*_backward_arrays([_upstream("dh", dh, cache)], cache))
 
 
 # ---------------------------------------------------------------------------- LSTM
@@ -189,10 +187,10 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     ``dnext_c`` is read, never modified.
     """
     check_cache(cache, LSTMStepCache, "lstm_step_backward")
-    dh, dtype = _upstream("dnext_h", dnext_h, cache, ("N", "H"))
-    dc, _ = _upstream("dnext_c", dnext_c, cache, ("N", "H"))
+    dh = _upstream("dnext_h", dnext_h, cache, ("N", "H"))[:, None, :]
+    dc = _upstream("dnext_c", dnext_c, cache, ("N", "H"))
     dx, dprev_h, dprev_c, dWx, dWh, db = recurrent.lstm_backward(
-        dh[:, None, :], as_float(dc, dtype), *_state_arrays(cache, dtype))
+        *_backward_arrays([dh, dc], cache))
     return dx[:, 0, :], dprev_h, dprev_c, dWx, dWh, db
 
 
@@ -218,9 +216,9 @@ def lstm_forward(x, h0, Wx, Wh, b):
 def lstm_backward(dh, cache):
     """dh (N, T, H) -> dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)."""
     check_cache(cache, LSTMCache, "lstm_backward")
-    dh, dtype = _upstream("dh", dh, cache)
-    dx, dh0, _, dWx, dWh, db = recurrent.lstm_backward(
-        dh, np.zeros_like(dh[:, 0, :]), *_state_arrays(cache, dtype))
+    dh = _upstream("dh", dh, cache)
+    dc_last = np.zeros(dh.shape[::2], dtype=float_dtype(dh, cache.hs))
+    dx, dh0, _, dWx, dWh, db = recurrent.lstm_backward(*_backward_arrays([dh, dc_last], cache))
     return dx, dh0, dWx, dWh, db
 
 
@@ -243,7 +241,7 @@ def word_embedding_forward(x, W):
     V, D = W.shape
     x = check_indices("x", x, V, (None, None), ("N", "T"))
     W = np.asarray(W, dtype=float_dtype(W))
-    return W[x], WordEmbeddingCache(x, V, D)
+    return W[x], WordEmbeddingCache(x, V, D, W.dtype)
 
 
 def word_embedding_backward(dout, cache):
@@ -251,7 +249,7 @@ def word_embedding_backward(dout, cache):
     check_cache(cache, WordEmbeddingCache, "word_embedding_backward")
     N, T = cache.x.shape
     dout = check_shape("dout", dout, (N, T, cache.wordvec_dim), ("N", "T", "D"))
-    dtype = float_dtype(dout)
+    dtype = float_dtype(dout, np.empty(0, cache.dtype))
     dW = np.zeros((cache.vocab_size, cache.wordvec_dim), dtype=dtype)
     embedding.embedding_backward(
         cache.x.reshape(N * T), as_float(dout, dtype).reshape(N * T, cache.wordvec_dim), dW)

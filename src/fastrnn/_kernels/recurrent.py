@@ -22,7 +22,7 @@ import numpy as np
 
 from .._jit import jit
 from .activations import sigmoid, tanh
-from .linalg import column_sum, matmul, matmul_into, to_batch_major, to_time_major
+from .linalg import column_sum, gemm, matmul, to_batch_major, to_time_major
 
 
 @jit
@@ -30,18 +30,17 @@ def rnn_forward(x, h0, Wx, Wh, b):
     """x (N, T, D), h0 (N, H) -> h (N, T, H) and hs (T+1, N, H) for backward."""
     N, T, D = x.shape
     H = h0.shape[1]
-    pre = matmul(x.reshape(N * T, D), Wx).reshape(N, T, H)
+    # pre[t] = x_t @ Wx for every step at once, time-major; each step adds h_{t-1} @ Wh to it.
+    pre = matmul(to_time_major(x).reshape(T * N, D), Wx).reshape(T, N, H)
     hs = np.empty((T + 1, N, H), dtype=x.dtype)
     hs[0] = h0
     h = np.empty((N, T, H), dtype=x.dtype)
-    rec = np.empty((N, H), dtype=x.dtype)
     for t in range(T):
-        matmul_into(hs[t], Wh, rec)
+        a_t = pre[t]
+        gemm(hs[t], Wh, a_t, True)
         for n in range(N):
             for j in range(H):
-                rec[n, j] += pre[n, t, j] + b[j]
-            for j in range(H):
-                hs[t + 1, n, j] = tanh(rec[n, j])
+                hs[t + 1, n, j] = tanh(a_t[n, j] + b[j])
             h[n, t, :] = hs[t + 1, n, :]
     return h, hs
 
@@ -58,7 +57,7 @@ def rnn_backward(dh, x, hs, Wx, Wh):
             for j in range(H):
                 h_t = hs[t + 1, n, j]
                 da[t, n, j] = (dh[n, t, j] + dh_next[n, j]) * (1 - h_t * h_t)
-        matmul_into(da[t], Wh.T, dh_next)
+        gemm(da[t], Wh.T, dh_next, False)
     da2 = da.reshape(T * N, H)
     dx = to_batch_major(matmul(da2, Wx.T).reshape(T, N, D))
     dWx = matmul(to_time_major(x).reshape(T * N, D).T, da2)
@@ -74,24 +73,23 @@ def lstm_forward(x, h0, c0, Wx, Wh, b):
     """
     N, T, D = x.shape
     H = h0.shape[1]
-    pre = matmul(x.reshape(N * T, D), Wx).reshape(N, T, 4 * H)
+    # gates[t] = x_t @ Wx for every step at once, time-major; each step adds h_{t-1} @ Wh and
+    # the bias and then activates in place.
+    gates = matmul(to_time_major(x).reshape(T * N, D), Wx).reshape(T, N, 4 * H)
     hs = np.empty((T + 1, N, H), dtype=x.dtype)
     cs = np.empty((T + 1, N, H), dtype=x.dtype)
     hs[0] = h0
     cs[0] = c0
-    gates = np.empty((T, N, 4 * H), dtype=x.dtype)
     h = np.empty((N, T, H), dtype=x.dtype)
     for t in range(T):
         a_t = gates[t]
-        matmul_into(hs[t], Wh, a_t)
+        gemm(hs[t], Wh, a_t, True)
         for n in range(N):
             a = a_t[n]
-            for j in range(4 * H):
-                a[j] += pre[n, t, j] + b[j]
             for j in range(3 * H):
-                a[j] = sigmoid(a[j])
+                a[j] = sigmoid(a[j] + b[j])
             for j in range(3 * H, 4 * H):
-                a[j] = tanh(a[j])
+                a[j] = tanh(a[j] + b[j])
             for j in range(H):
                 cs[t + 1, n, j] = a[H + j] * cs[t, n, j] + a[j] * a[3 * H + j]
             for j in range(H):
@@ -128,7 +126,7 @@ def lstm_backward(dh, dc_last, x, hs, cs, gates, Wx, Wh):
                 d_[H + j] = dc[n, j] * cs[t, n, j] * f * (1 - f)
                 d_[3 * H + j] = dc[n, j] * i * (1 - g * g)
                 dc[n, j] *= f
-        matmul_into(da[t], Wh.T, dh_next)
+        gemm(da[t], Wh.T, dh_next, False)
     da2 = da.reshape(T * N, 4 * H)
     dx = to_batch_major(matmul(da2, Wx.T).reshape(T, N, D))
     dWx = matmul(to_time_major(x).reshape(T * N, D).T, da2)
