@@ -25,11 +25,18 @@ def check_shape(name, array, shape, names):
 
     ``names`` labels the axes for the message, e.g. ``("N", "T", "D")``.
     """
-    array = np.asarray(array)
-    if array.ndim != len(shape) or any(
-            want is not None and want != got for want, got in zip(shape, array.shape)):
-        raise ValueError(
-            f"{name} must have shape {_shape_text(shape, names)}, got {array.shape}")
+    if type(array) is not np.ndarray:
+        array = np.asarray(array)
+    got = array.shape
+    # A plain loop: this runs several times per layer call, and tiny problems are all overhead.
+    ok = len(got) == len(shape)
+    if ok:
+        for want, size in zip(shape, got):
+            if want is not None and want != size:
+                ok = False
+                break
+    if not ok:
+        raise ValueError(f"{name} must have shape {_shape_text(shape, names)}, got {got}")
     return array
 
 
