@@ -15,8 +15,6 @@ from typing import Callable, Optional
 
 import numpy as np
 
-import fastrnn.reference as reference
-
 FLOAT_DTYPES = (np.float32, np.float64)
 
 # float64: both implementations do the same arithmetic up to reassociation (BLAS blocking,

@@ -105,9 +105,8 @@ def test_lstm_backward(any_impl, rng):
 def test_word_embedding_backward(any_impl, rng):
     m = any_impl
     a = EMBEDDING.build(rng, N=2, T=3, V=5, D=3)
-    x, W = a["x"], a["W"]
-    a["x"] = np.array([[0, 3, 1], [3, 3, 0]])  # repeats, and rows 2 and 4 unused
-    x = a["x"]
+    x = a["x"] = np.array([[0, 3, 1], [3, 3, 0]])  # repeats, and rows 2 and 4 unused
+    W = a["W"]
     _, cache = m.word_embedding_forward(x, W)
     dW = m.word_embedding_backward(a["dout"], cache)
     numeric = numeric_grads(lambda: m.word_embedding_forward(x, W)[0], a, ("W",), a["dout"])
