@@ -59,7 +59,7 @@ def corpus_bleu4(references, hypotheses):
     hyps = [_words(h) for h in hypotheses]
     with warnings.catch_warnings():
         # NLTK warns, then returns 0, when an n-gram order has no match: 0 is the right answer.
-        warnings.filterwarnings("ignore", message=".*contains 0 counts of", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"(?s).*contains 0 counts of", category=UserWarning)
         return float(corpus_bleu(refs, hyps))
 
 

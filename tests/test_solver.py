@@ -1,0 +1,232 @@
+"""CaptioningSolver: classic behaviour, argument checks, clipping, validation, checkpoints."""
+import glob
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from _captioning_helpers import builtin_data, builtin_dir  # noqa: F401 (fixtures)
+from _captioning_helpers import global_random_state  # noqa: F401 (a fixture)
+from fastrnn.captioning_solver import CaptioningSolver, clip_grad_norm, read_checkpoint
+from fastrnn.classifiers.rnn import CaptioningRNN
+
+SMALL = dict(wordvec_dim=16, hidden_dim=24)
+
+
+def _model(data, cell_type="lstm", rng=0):
+    return CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1],
+                         cell_type=cell_type, rng=rng, **SMALL)
+
+
+def _small(data, num_train=200):
+    """The first ``num_train`` training rows (a plain slice: no random draw)."""
+    small = dict(data)
+    small["train_captions"] = data["train_captions"][:num_train]
+    small["train_image_idxs"] = data["train_image_idxs"][:num_train]
+    return small
+
+
+def test_rejects_unknown_kwargs_and_update_rules(builtin_data):
+    model = _model(builtin_data)
+    with pytest.raises(ValueError, match='"learning_rate"'):
+        CaptioningSolver(model, builtin_data, learning_rate=1e-3)
+    with pytest.raises(ValueError, match='"nesterov"'):
+        CaptioningSolver(model, builtin_data, update_rule="nesterov")
+    with pytest.raises(ValueError, match="update_rule"):
+        CaptioningSolver(model, builtin_data, update_rule="__doc__")
+    with pytest.raises(ValueError, match="batch_size"):
+        CaptioningSolver(model, builtin_data, batch_size=0)
+    with pytest.raises(ValueError, match="grad_clip"):
+        CaptioningSolver(model, builtin_data, grad_clip=-1.0)
+
+
+def test_classic_loop_iterations_prints_and_lr_decay(builtin_data, capsys):
+    data = _small(builtin_data, 130)  # 130 // 50 = 2 iterations per epoch
+    solver = CaptioningSolver(_model(data), data, update_rule="adam", batch_size=50,
+                              num_epochs=3, optim_config={"learning_rate": 1e-2}, lr_decay=0.5,
+                              print_every=2, rng=0)
+    solver.train()
+    assert len(solver.loss_history) == 6 and solver.epoch == 3 and solver.iteration == 6
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("(Iteration")]
+    assert [line.split(")")[0] for line in lines] == ["(Iteration 1 / 6", "(Iteration 3 / 6",
+                                                     "(Iteration 5 / 6"]
+    assert lines[0] == "(Iteration 1 / 6) loss: %f" % solver.loss_history[0]
+    for config in solver.optim_configs.values():
+        assert config["learning_rate"] == 1e-2 * 0.5 ** 3
+        assert config["t"] == 6
+    # Per-parameter copies: the caller's optim_config is never the parameters' state.
+    assert solver.optim_config == {"learning_rate": 1e-2}
+    assert len({id(c) for c in solver.optim_configs.values()}) == len(solver.optim_configs)
+
+
+def test_quiet_solver_prints_nothing(builtin_data, capsys):
+    data = _small(builtin_data, 100)
+    CaptioningSolver(_model(data), data, batch_size=50, num_epochs=1, verbose=False, rng=0).train()
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_default_stream_is_the_global_one(builtin_data, global_random_state):
+    data = _small(builtin_data, 100)
+    runs = []
+    for _ in range(2):
+        np.random.seed(3)
+        solver = CaptioningSolver(_model(data), data, update_rule="sgd", batch_size=25,
+                                  num_epochs=1, verbose=False)
+        solver.train()
+        runs.append(solver.loss_history)
+    assert runs[0] == runs[1]
+    np.random.seed(4)
+    other = CaptioningSolver(_model(data), data, batch_size=25, num_epochs=1, verbose=False)
+    other.train()
+    assert other.loss_history != runs[0]
+
+
+def test_clip_grad_norm(rng):
+    grads = {"a": rng.standard_normal((3, 4)).astype(np.float32), "b": rng.standard_normal(5)}
+    before = {k: v.copy() for k, v in grads.items()}
+    norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in grads.values()))
+    clipped, reported = clip_grad_norm(grads, norm / 4)
+    assert reported == pytest.approx(norm)
+    new_norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in clipped.values()))
+    assert new_norm == pytest.approx(norm / 4, rel=1e-6)
+    assert clipped["a"].dtype == np.float32
+    np.testing.assert_allclose(clipped["b"], grads["b"] / 4)
+    for k in grads:
+        np.testing.assert_array_equal(grads[k], before[k])
+    unclipped, _ = clip_grad_norm(grads, norm * 2)
+    for k in grads:
+        np.testing.assert_array_equal(unclipped[k], grads[k])
+
+
+def test_grad_clip_changes_the_updates(builtin_data):
+    data = _small(builtin_data, 100)
+    histories = []
+    for clip in (None, 1.0):
+        solver = CaptioningSolver(_model(data), data, update_rule="sgd", batch_size=25,
+                                  num_epochs=2, optim_config={"learning_rate": 0.5},
+                                  grad_clip=clip, verbose=False, rng=0)
+        solver.train()
+        histories.append(solver.loss_history)
+    assert histories[0][0] == histories[1][0]  # same first minibatch, same weights
+    assert histories[0][1:] != histories[1][1:]
+
+
+def test_validation_history(builtin_data, capsys):
+    data = _small(builtin_data, 200)
+    solver = CaptioningSolver(_model(data), data, update_rule="adam", batch_size=50,
+                              num_epochs=2, optim_config={"learning_rate": 1e-2}, validate=True,
+                              num_val=60, rng=0, print_every=100)
+    solver.train()
+    assert len(solver.val_loss_history) == len(solver.val_bleu_history) == 2
+    assert len(solver.val_bleu4_history) == 2
+    assert solver.val_loss_history[1] < solver.val_loss_history[0]
+    assert all(0 <= b <= 1 for b in solver.val_bleu_history + solver.val_bleu4_history)
+    assert "(Epoch 2 / 2) val loss:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("stream", ["generator", "global"])
+def test_resume_reproduces_the_uninterrupted_run(builtin_data, tmp_path, stream,
+                                                 global_random_state):
+    data = _small(builtin_data, 150)
+    kwargs = dict(update_rule="adam", batch_size=50, optim_config={"learning_rate": 5e-3},
+                  lr_decay=0.9, verbose=False, validate=True, num_val=30)
+    rng = (lambda: 7) if stream == "generator" else (lambda: None)
+
+    np.random.seed(1)
+    full_model = _model(data)
+    full = CaptioningSolver(full_model, data, num_epochs=4, rng=rng(), **kwargs)
+    full.train()
+
+    np.random.seed(1)
+    first = CaptioningSolver(_model(data), data, num_epochs=2, rng=rng(),
+                             checkpoint_dir=tmp_path, **kwargs)
+    first.train()
+    checkpoint = first.checkpoint_path
+    assert os.path.exists(checkpoint)
+
+    np.random.seed(99)  # a fresh process would have some other global state
+    resumed_model = _model(data, rng=123)  # different initial weights: all must come from the file
+    resumed = CaptioningSolver(resumed_model, data, num_epochs=4, rng=rng(), resume=checkpoint,
+                               **kwargs)
+    assert resumed.epoch == 2 and resumed.iteration == 6
+    resumed.train()
+
+    assert np.array_equal(np.array(resumed.loss_history), np.array(full.loss_history))
+    assert resumed.val_loss_history == full.val_loss_history
+    assert resumed.val_bleu_history == full.val_bleu_history
+    for name, value in full_model.params.items():
+        assert resumed_model.params[name].dtype == value.dtype
+        assert np.array_equal(resumed_model.params[name], value), name
+    for name, config in full.optim_configs.items():
+        for key, value in config.items():
+            assert np.array_equal(resumed.optim_configs[name][key], value), (name, key)
+
+
+def test_checkpoint_contents(builtin_data, tmp_path):
+    data = _small(builtin_data, 100)
+    solver = CaptioningSolver(_model(data, "rnn"), data, update_rule="adam", batch_size=50,
+                              num_epochs=1, verbose=False, rng=0, checkpoint_dir=tmp_path)
+    solver.train()
+    with h5py.File(solver.checkpoint_path, "r") as f:
+        assert set(f) == {"params", "optim", "history"}
+        assert f.attrs["epoch"] == 1 and f.attrs["iteration"] == 2
+        assert f.attrs["cell_type"] == "rnn"
+        assert f["optim/Wx/m"].dtype == np.float32
+        assert f["optim/Wx"].attrs["t"] == 2
+    checkpoint = read_checkpoint(solver.checkpoint_path)
+    assert checkpoint["history"]["loss_history"] == solver.loss_history
+    assert not glob.glob(os.path.join(tmp_path, ".*.tmp"))
+
+
+def test_failed_checkpoint_write_leaves_the_previous_one_intact(builtin_data, tmp_path,
+                                                                 monkeypatch):
+    data = _small(builtin_data, 100)
+    solver = CaptioningSolver(_model(data), data, update_rule="adam", batch_size=50,
+                              num_epochs=1, verbose=False, rng=0, checkpoint_dir=tmp_path)
+    solver.train()
+    path = solver.checkpoint_path
+    with open(path, "rb") as f:
+        good_bytes = f.read()
+
+    # Die half-way through the next write: after a few datasets have gone to disk.
+    real_create_dataset = h5py.Group.create_dataset
+    calls = []
+
+    def failing_create_dataset(self, *args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 5:
+            raise KeyboardInterrupt("killed mid-write")
+        return real_create_dataset(self, *args, **kwargs)
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", failing_create_dataset)
+    solver.num_epochs = 2
+    with pytest.raises(KeyboardInterrupt):
+        solver.train()
+    monkeypatch.undo()
+    assert len(calls) == 5
+    with open(path, "rb") as f:
+        assert f.read() == good_bytes
+    assert read_checkpoint(path)["attrs"]["epoch"] == 1
+    assert os.listdir(tmp_path) == [os.path.basename(path)]  # no temporary file left behind
+
+
+def test_resume_rejects_a_mismatched_model_or_solver(builtin_data, tmp_path):
+    data = _small(builtin_data, 100)
+    solver = CaptioningSolver(_model(data), data, update_rule="adam", batch_size=50,
+                              num_epochs=1, verbose=False, rng=0, checkpoint_dir=tmp_path)
+    solver.train()
+    with pytest.raises(ValueError, match="update_rule"):
+        CaptioningSolver(_model(data), data, update_rule="sgd", batch_size=50,
+                         resume=solver.checkpoint_path)
+    with pytest.raises(ValueError, match="'Wx'"):
+        CaptioningSolver(_model(data, "rnn"), data, update_rule="adam", batch_size=50,
+                         resume=solver.checkpoint_path)
+    with pytest.raises(FileNotFoundError, match="nowhere.h5"):
+        CaptioningSolver(_model(data), data, resume=os.path.join(tmp_path, "nowhere.h5"))
+    not_h5 = tmp_path / "garbage.h5"
+    not_h5.write_bytes(b"not an HDF5 file")
+    with pytest.raises(ValueError, match="garbage.h5"):
+        CaptioningSolver(_model(data), data, resume=not_h5)
