@@ -186,3 +186,24 @@ def test_check_catches_a_slightly_wrong_gradient(rng):
     stale = numeric_grads(caching_forward, a, ("Wh",), a["dnext_h"])
     with pytest.raises(AssertionError):
         check(dict(Wh=dWh), stale, dict(Wh=STEP_TOL))
+
+
+def test_gradient_check_perturbs_in_place_and_restores(rng):
+    """The notebook idiom relies on this: f sees the perturbed array itself, and x comes back
+    bitwise unchanged."""
+    x = rng.standard_normal((3, 4))
+    saved = x.copy()
+    seen = []
+
+    def f(_):
+        seen.append(x.copy())
+        return np.sum(x ** 3)
+
+    grad = eval_numerical_gradient(f, x, verbose=False)
+    assert x.tobytes() == saved.tobytes()
+    assert any(not np.array_equal(s, saved) for s in seen)
+    assert rel_error(grad, 3 * saved ** 2) <= STEP_TOL
+    df = rng.standard_normal((3, 4))
+    grad = eval_numerical_gradient_array(lambda _: x ** 2, x, df)
+    assert x.tobytes() == saved.tobytes()
+    assert rel_error(grad, 2 * saved * df) <= STEP_TOL

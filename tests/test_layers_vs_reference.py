@@ -1,4 +1,6 @@
 """Every public layer function against ``fastrnn.reference`` (float32 and float64)."""
+import inspect
+
 import numpy as np
 import pytest
 
@@ -25,6 +27,28 @@ def compare(case, module, ref, arrays, dtype, run=None, ref_run=None):
 
 def _shape_id(shape):
     return "-".join(f"{k}{v}" for k, v in shape.items())
+
+
+CONTRACT_NAMES = ["affine_forward", "affine_backward", "rnn_step_forward", "rnn_step_backward",
+                  "rnn_forward", "rnn_backward", "word_embedding_forward",
+                  "word_embedding_backward", "sigmoid", "lstm_step_forward", "lstm_step_backward",
+                  "lstm_forward", "lstm_backward", "temporal_affine_forward",
+                  "temporal_affine_backward", "temporal_softmax_loss"]
+
+
+def test_star_imports_and_signatures(fast, fast_layers, ref):
+    """`from fastrnn.rnn_layers import *` gives every contract name, with the classic argument
+    names and defaults (notebooks call some by keyword, e.g. verbose=)."""
+    namespace, layers_namespace = {}, {}
+    exec(f"from {fast.__name__} import *", namespace)
+    exec(f"from {fast_layers.__name__} import *", layers_namespace)
+    assert set(CONTRACT_NAMES) <= set(namespace)
+    assert {"affine_forward", "affine_backward"} <= set(layers_namespace)
+    for name in CONTRACT_NAMES:
+        got = inspect.signature(getattr(fast, name)).parameters
+        want = inspect.signature(getattr(ref, name)).parameters
+        assert [(p.name, p.default) for p in got.values()] == \
+            [(p.name, p.default) for p in want.values()], name
 
 
 SHAPE_PARAMS = [pytest.param(case, shape, id=f"{case.name}-{_shape_id(shape)}")

@@ -38,7 +38,7 @@ BAD_SHAPES = [
     (LSTM_STEP, "dnext_c", (N, H + 1)), (LSTM_STEP, "dnext_c", (N + 1, H)),
     (LSTM, "x", (N, T, D, 1)), (LSTM, "h0", (N + 2, H)), (LSTM, "Wx", (D, 4 * H + 1)),
     (LSTM, "Wh", (H, 3 * H)), (LSTM, "b", (4 * H, 1)), (LSTM, "dh", (N, T - 1, H)),
-    (EMBEDDING, "W", (V * D,)), (EMBEDDING, "dout", (N, T, D + 1)),
+    (EMBEDDING, "x", (N * T,)), (EMBEDDING, "x", (N, T, 1)), (EMBEDDING, "W", (V * D,)), (EMBEDDING, "dout", (N, T, D + 1)),
     (EMBEDDING, "dout", (N, T + 1, D)), (EMBEDDING, "dout", (N * T, D)),
     (TEMPORAL_AFFINE, "x", (N, D)), (TEMPORAL_AFFINE, "w", (D + 1, M)),
     (TEMPORAL_AFFINE, "w", (D,)), (TEMPORAL_AFFINE, "b", (M + 1,)),
