@@ -11,7 +11,8 @@ def softmax_loss(x, y, mask, n_samples, dx):
 
     loss_r = log(sum_j exp(x_rj - m_r)) + m_r - x_r,y_r with m_r the row maximum: never
     log(0), so no NaN/inf when a probability underflows.  Masked-out rows contribute nothing
-    (their dx row is zero, whatever their scores).  Accumulation is in float64.
+    (their dx row is zero, whatever their scores).  exp runs in the data's precision; sums,
+    the loss and the gradient's scaling are accumulated / formed in float64.
     """
     R, V = x.shape
     scale = 1.0 / n_samples
@@ -25,9 +26,9 @@ def softmax_loss(x, y, mask, n_samples, dx):
         m = row[0]
         for j in range(1, V):
             m = max(m, row[j])
-        total = 0.0
+        total = 0.0  # float64
         for j in range(V):
-            e = exp_nonpos(np.float64(row[j]) - m)
+            e = exp_nonpos(row[j] - m)  # in the data's precision (8 float32 lanes per AVX2)
             drow[j] = e
             total += e
         inv_total = 1.0 / total
@@ -35,6 +36,6 @@ def softmax_loss(x, y, mask, n_samples, dx):
             drow[j] = (drow[j] * inv_total) * scale
         target = y[r]
         # (p - 1) / N formed in float64 before the one rounding: exactly 0 when p == 1.
-        drow[target] = (exp_nonpos(np.float64(row[target]) - m) * inv_total - 1.0) * scale
+        drow[target] = (exp_nonpos(row[target] - m) * inv_total - 1.0) * scale
         loss += np.log(total) + m - row[target]
     return loss * scale
