@@ -19,6 +19,20 @@ __all__ = ["main"]
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 
 
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def _build_parser():
     parser = argparse.ArgumentParser(prog="fastrnn", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -27,15 +41,15 @@ def _build_parser():
     train.add_argument("--data-dir", help="COCO-layout data directory (default: the built-in "
                        "synthetic dataset, written to the user cache on first use)")
     train.add_argument("--cell-type", choices=("rnn", "lstm"), default="lstm")
-    train.add_argument("--wordvec-dim", type=int, default=64)
-    train.add_argument("--hidden-dim", type=int, default=128)
-    train.add_argument("--epochs", type=int, default=10, help="total epochs (also when resuming)")
-    train.add_argument("--batch-size", type=int, default=100)
-    train.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate")
-    train.add_argument("--lr-decay", type=float, default=0.95)
-    train.add_argument("--grad-clip", type=float, default=None, help="max global gradient norm")
-    train.add_argument("--max-train", type=int, default=None, help="use this many train captions")
-    train.add_argument("--num-val", type=int, default=500, help="validation captions to score")
+    train.add_argument("--wordvec-dim", type=_positive_int, default=64)
+    train.add_argument("--hidden-dim", type=_positive_int, default=128)
+    train.add_argument("--epochs", type=_positive_int, default=5, help="total epochs (also when resuming)")
+    train.add_argument("--batch-size", type=_positive_int, default=100)
+    train.add_argument("--lr", type=_positive_float, default=5e-3, help="Adam learning rate")
+    train.add_argument("--lr-decay", type=_positive_float, default=0.95)
+    train.add_argument("--grad-clip", type=_positive_float, default=None, help="max global gradient norm")
+    train.add_argument("--max-train", type=_positive_int, default=None, help="use this many train captions")
+    train.add_argument("--num-val", type=_positive_int, default=500, help="validation captions to score")
     train.add_argument("--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR,
                        help=f"where checkpoint.h5 is written each epoch (default: {DEFAULT_CHECKPOINT_DIR})")
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue from this checkpoint")
@@ -46,8 +60,8 @@ def _build_parser():
     sample.add_argument("checkpoint")
     sample.add_argument("--data-dir", help="COCO-layout data directory (default: built-in data)")
     sample.add_argument("--split", choices=("train", "val"), default="val")
-    sample.add_argument("--num", type=int, default=5, help="images to caption")
-    sample.add_argument("--beam-size", type=int, default=None, help="beam search width")
+    sample.add_argument("--num", type=_positive_int, default=5, help="images to caption")
+    sample.add_argument("--beam-size", type=_positive_int, default=None, help="beam search width")
     sample.add_argument("--seed", type=int, default=0, help="seed of the image choice")
 
     gradcheck = commands.add_parser("gradcheck", help="numeric gradient check of every layer")
@@ -65,7 +79,12 @@ def main(argv=None):
 
         return bench.main(argv[1:])
     args = _build_parser().parse_args(argv)
-    return {"train": _train, "sample": _sample, "gradcheck": _gradcheck}[args.command](args)
+    command = {"train": _train, "sample": _sample, "gradcheck": _gradcheck}[args.command]
+    try:
+        return command(args)
+    except (OSError, ValueError) as err:  # missing or malformed data/checkpoint files
+        print(f"fastrnn {args.command}: error: {err}", file=sys.stderr)
+        return 1
 
 
 def _load_data(data_dir, max_train=None, seed=0):
@@ -106,7 +125,7 @@ def _check_vocabulary(checkpoint, data, path):
 
     stored = checkpoint["attrs"].get("word_to_idx")
     if stored is not None and json.loads(stored) != data["word_to_idx"]:
-        raise SystemExit(f"fastrnn: {path} was trained on a different vocabulary than this data")
+        raise ValueError(f"{path} was trained on a different vocabulary than this data")
 
 
 def _print_samples(data, bleu_scores, count):
@@ -144,9 +163,10 @@ def _train(args):
                               rng=args.seed)
     before = evaluate_captions(untrained, data, "val", max_examples=args.num_val)
 
+    num_iterations = args.epochs * max(data["train_captions"].shape[0] // args.batch_size, 1)
     solver = CaptioningSolver(model, data, update_rule="adam", optim_config={"learning_rate": args.lr},
                               lr_decay=args.lr_decay, batch_size=args.batch_size,
-                              num_epochs=args.epochs, print_every=max(args.epochs * 10, 10),
+                              num_epochs=args.epochs, print_every=max(num_iterations // 10, 1),
                               verbose=not args.quiet, grad_clip=args.grad_clip,
                               checkpoint_dir=args.checkpoint_dir, resume=args.resume,
                               rng=args.seed + 1)
