@@ -78,8 +78,10 @@ def test_reports_render_from_saved_results(quick_run, capsys):
     assert "| RNN 2, 10, 3, 6, float64 |" in markdown
 
 
-def test_slow_blas_environment_is_flagged(quick_run):
+def test_unpublishable_runs_are_flagged(quick_run):
     results = dict(quick_run[0])
+    assert results["settings"]["quick"] is True
+    assert "WARNING: --quick run" in bench.render_text(results)
     results["config"] = dict(results["config"], slow_blas_env=["OPENBLAS_CORETYPE"])
     assert bench.render_text(results).startswith("WARNING: OPENBLAS_CORETYPE set")
     assert "WARNING: OPENBLAS_CORETYPE set" in bench.render_markdown(results)

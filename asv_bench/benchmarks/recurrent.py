@@ -1,4 +1,4 @@
-"""RNN and LSTM layers, single step and sequence: reference vs fastrnn vs torch, forward and backward.
+"""RNN and LSTM layers, step and sequence: reference vs fastrnn vs torch, forward and backward.
 
 Every ``time_*`` body is one call.  ``setup`` builds the inputs, makes the forward cache the
 backward reads, and calls both once so that Numba compiles (or loads its on-disk cache) outside

@@ -679,6 +679,13 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
+def _load_average():
+    try:
+        return list(os.getloadavg())
+    except OSError:      # pragma: no cover - not available on this platform
+        return None
+
+
 def _ratio(numerator, denominator):
     if numerator is None or denominator is None or denominator <= 0:
         return None
@@ -686,7 +693,7 @@ def _ratio(numerator, denominator):
 
 
 def run_benchmarks(cases, *, fast_module=DEFAULT_FAST_MODULE, repeats=7, min_time=0.1,
-                   threads=2, skip=(), progress=None):
+                   threads=2, skip=(), quick=False, progress=None):
     """Measures ``cases`` and returns the results dict that :func:`render_text` prints."""
     say = progress or (lambda message: None)
     names = [case.name for case in cases]
@@ -695,8 +702,9 @@ def run_benchmarks(cases, *, fast_module=DEFAULT_FAST_MODULE, repeats=7, min_tim
         "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "argv": sys.argv[1:],
         "settings": {"repeats": repeats, "min_time": min_time, "threads": threads,
-                     "fast_module": fast_module, "skip": sorted(skip)},
+                     "quick": quick, "fast_module": fast_module, "skip": sorted(skip)},
         "config": {"python": sys.version.split()[0], "platform": platform.platform(),
+                   "load_average_at_start": _load_average(),
                    "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "env": _reported_env(),
                    "slow_blas_env": [key for key in SLOW_BLAS_ENV if key in os.environ]},
         "workers": {}, "cases": [],
@@ -744,6 +752,7 @@ def run_benchmarks(cases, *, fast_module=DEFAULT_FAST_MODULE, repeats=7, min_tim
     if "startup" not in skip:
         say("start-up (cold numba cache compiles) ...")
         results["startup"] = measure_startup(fast_module, max(1, min(repeats, 5)))
+    results["config"]["load_average_at_end"] = _load_average()
     return results
 
 
@@ -766,7 +775,9 @@ def _speedup(ratio, target, passed):
 
 
 def _worst(errors):
-    return max(errors.values()) if errors else None
+    """``"error (output)"`` for the output with the largest error."""
+    name = max(errors, key=errors.get)
+    return errors[name], f"{errors[name]:.2g} ({name})"
 
 
 def _accuracy_cells(row):
@@ -777,9 +788,11 @@ def _accuracy_cells(row):
     if not accuracy.get("dtype_kept", True):
         verdict += " (output dtype differs from input)"
     if "fastrnn" in accuracy:
-        return (f"{_worst(accuracy['fastrnn']):.2g}", f"{_worst(accuracy['classic']):.2g}",
-                f"{accuracy['criterion']}: {verdict}")
-    return (f"{_worst(accuracy['fastrnn_vs_classic']):.2g}", "(ref)",
+        fast, fast_cell = _worst(accuracy["fastrnn"])
+        classic, classic_cell = _worst(accuracy["classic"])
+        ratio = f" (ratio {fast / classic:.2f})" if classic > 0 else ""
+        return fast_cell, classic_cell, f"{accuracy['criterion']}{ratio}: {verdict}"
+    return (_worst(accuracy["fastrnn_vs_classic"])[1], "(the reference)",
             f"{accuracy['criterion']}: {verdict}")
 
 
@@ -887,7 +900,10 @@ def _pool_summary(pool):
 def _config_lines(results):
     config = results["config"]
     settings = results["settings"]
-    lines = [f"machine: {config['cpu']}, {config['cpu_count']} CPUs; {config['platform']}",
+    loads = "/".join(f"{load[0]:.2f}" if load else "?" for load in (
+        config.get("load_average_at_start"), config.get("load_average_at_end")))
+    lines = [f"machine: {config['cpu']}, {config['cpu_count']} CPUs; {config['platform']}; "
+             f"1-min load average at start/end {loads}",
              f"settings: best of {settings['repeats']} samples of >= {settings['min_time']} s; "
              f"threads {settings['threads']} (torch.set_num_threads, threadpoolctl limits); "
              f"fastrnn module {settings['fast_module']}",
@@ -924,21 +940,43 @@ def _accuracy_rows(results):
 
 ACCURACY_HEADER = ["accuracy: max|err|/max|value|, worst output", "fastrnn", "classic",
                    "criterion"]
+ACCURACY_NOTE = ("accuracy: float32 rows compare fastrnn and classic (both float32) with a float64 "
+                 "computation; float64 rows compare fastrnn with classic")
+
+
+def _stand_in(results):
+    module = results["settings"]["fast_module"]
+    return "" if module == DEFAULT_FAST_MODULE else f"; 'fastrnn' is {module}, a stand-in"
+
+
+def _warnings(results):
+    """Reasons not to publish these figures."""
+    config, warnings = results["config"], []
+    if config["slow_blas_env"]:
+        warnings.append(_slow_blas_warning(config["slow_blas_env"]))
+    if results["settings"].get("quick"):
+        warnings.append("WARNING: --quick run: checks the harness; not figures to report")
+    busy = max(1.0, 0.5 * (config.get("cpu_count") or 2))
+    loads = [load[0] for load in (config.get("load_average_at_start"),
+                                  config.get("load_average_at_end")) if load]
+    if loads and max(loads) > busy:
+        warnings.append(f"WARNING: load average up to {max(loads):.1f} on {config['cpu_count']} "
+                        "CPUs during the run: other processes competed; figures are unreliable")
+    return warnings
 
 
 def render_text(results):
     """The human-readable report: speed table, accuracy, memory, start-up, configuration."""
     out = []
-    if results["config"]["slow_blas_env"]:
-        out += [_slow_blas_warning(results["config"]["slow_blas_env"]), ""]
+    if _warnings(results):
+        out += _warnings(results) + [""]
     out += ["fastrnn bench: forward+backward per call, best of "
-            f"{results['settings']['repeats']} (ratios are speed-ups of fastrnn)",
+            f"{results['settings']['repeats']} (ratios are speed-ups of fastrnn)"
+            + _stand_in(results),
             _table(SPEED_HEADER, _speed_rows(results), markdown=False)]
     accuracy_rows = _accuracy_rows(results)
     if accuracy_rows:
-        out += ["", "float32 rows: fastrnn and classic float32 vs float64; "
-                "float64 rows: fastrnn vs classic",
-                _table(ACCURACY_HEADER, accuracy_rows, markdown=False)]
+        out += ["", ACCURACY_NOTE, _table(ACCURACY_HEADER, accuracy_rows, markdown=False)]
     for section in (_memory_lines(results, False), _startup_lines(results, False)):
         if section:
             out += [""] + section
@@ -952,12 +990,12 @@ def render_text(results):
 def render_markdown(results):
     """The README speed section: generated from a measurement, pasted, never edited by hand."""
     out = ["<!-- generated by `python -m fastrnn.bench --markdown`; do not edit by hand -->"]
-    if results["config"]["slow_blas_env"]:
-        out += ["", f"> **{_slow_blas_warning(results['config']['slow_blas_env'])}**"]
+    for warning in _warnings(results):
+        out += ["", f"> **{warning}**"]
     out += ["", _table(SPEED_HEADER, _speed_rows(results), markdown=True)]
     accuracy_rows = _accuracy_rows(results)
     if accuracy_rows:
-        out += ["", _table(ACCURACY_HEADER, accuracy_rows, markdown=True)]
+        out += ["", ACCURACY_NOTE + ":", "", _table(ACCURACY_HEADER, accuracy_rows, markdown=True)]
     for section in (_memory_lines(results, True), _startup_lines(results, True)):
         if section:
             out += [""] + section
@@ -966,8 +1004,8 @@ def render_markdown(results):
         out += [""] + [f"- {note}" for note in notes]
     settings = results["settings"]
     out += ["", f"Times in ms per forward+backward call, best of {settings['repeats']}, each "
-            "implementation in its own process; ratios are fastrnn's speed-ups. Measured "
-            f"{results['created']}."]
+            "implementation in its own process; ratios are fastrnn's speed-ups"
+            f"{_stand_in(results)}. Measured {results['created']}."]
     out += ["", "<details><summary>configuration</summary>", "", "```"]
     out += _config_lines(results)
     out += ["```", "", "</details>"]
@@ -1050,9 +1088,8 @@ def main(argv=None):
         min_time = args.min_time or (0.02 if args.quick else 0.1)
         results = run_benchmarks(
             cases, fast_module=args.fast_module, repeats=repeats, min_time=min_time,
-            threads=args.threads, skip=skip,
+            threads=args.threads, skip=skip, quick=args.quick,
             progress=lambda message: print(message, file=sys.stderr, flush=True))
-        results["settings"]["quick"] = args.quick
 
     if args.json:
         with open(args.json, "w") as handle:
