@@ -230,3 +230,56 @@ def test_resume_rejects_a_mismatched_model_or_solver(builtin_data, tmp_path):
     not_h5.write_bytes(b"not an HDF5 file")
     with pytest.raises(ValueError, match="garbage.h5"):
         CaptioningSolver(_model(data), data, resume=not_h5)
+
+
+# ------------------------------------------------------------------ BLEU (the validation metric)
+def test_unigram_bleu_is_the_notebooks_score():
+    from fastrnn.metrics import bleu_unigram
+
+    reference = "<START> a cat sits on the mat <END>"
+    assert bleu_unigram(reference, "<START> a cat sits on the mat <END>") == 1.0
+    # 5 of 6 words match, same length: brevity penalty 1.
+    assert bleu_unigram(reference, "<START> a dog sits on the mat <END>") == pytest.approx(5 / 6)
+    # <UNK> is dropped from both sides; a shorter hypothesis pays exp(1 - 6/3).
+    assert bleu_unigram(reference, "<START> a <UNK> cat sits <END>") == pytest.approx(np.exp(-1))
+    assert bleu_unigram(reference, "<START> <END>") == 0.0
+
+
+def test_corpus_bleu4():
+    from fastrnn.metrics import corpus_bleu4
+
+    refs = [["<START> a red dog is running on the grass <END>", "a red dog running on the grass"],
+            ["<START> there is a cat on a bench <END>"]]
+    assert corpus_bleu4(refs, ["a red dog running on the grass", "there is a cat on a bench"]) == 1.0
+    # No 4-gram in common: 0, and NLTK's warning about it is not raised (warnings are errors here).
+    assert corpus_bleu4(refs, ["dog red a", "bench a on"]) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="length"):
+        corpus_bleu4(refs, ["a"])
+
+
+class _OracleModel:
+    """Samples the first ground-truth caption of each image (or nothing)."""
+
+    def __init__(self, data, silent=False):
+        self.by_feature = {data["val_features"][i].tobytes(): c[1:]
+                           for c, i in zip(data["val_captions"], data["val_image_idxs"])}
+        self.silent = silent
+
+    def sample(self, features, max_length=30):
+        if self.silent:
+            return np.zeros((features.shape[0], max_length), np.int32)
+        return np.stack([self.by_feature[f.tobytes()][:max_length] for f in features])
+
+
+def test_evaluate_captions_scores_an_oracle_1_and_silence_0(tmp_path):
+    from fastrnn.coco_utils import load_coco_data
+    from fastrnn.datasets import write_builtin_coco
+    from fastrnn.metrics import evaluate_captions
+
+    data = load_coco_data(write_builtin_coco(tmp_path, num_train_images=5, num_val_images=30,
+                                             captions_per_image=1, fc7=False))
+    perfect = evaluate_captions(_OracleModel(data), data, max_examples=20, batch_size=7)
+    assert perfect["bleu1"] == 1.0 and perfect["bleu4"] == 1.0
+    assert len(perfect["hypotheses"]) == 20
+    silent = evaluate_captions(_OracleModel(data, silent=True), data, max_examples=20)
+    assert silent["bleu1"] == 0.0 and silent["bleu4"] == pytest.approx(0.0, abs=1e-12)

@@ -48,7 +48,7 @@ def corpus_bleu4(references, hypotheses):
 
     Returns
     -------
-    float in [0, 1]; 0 when some n-gram order (n <= 4) has no match anywhere in the corpus.
+    float in [0, 1]; 0 (NLTK returns ~1e-232) when some n-gram order (n <= 4) has no match.
     """
     from nltk.translate.bleu_score import corpus_bleu
 
