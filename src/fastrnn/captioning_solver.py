@@ -206,7 +206,7 @@ class CaptioningSolver:
                 self.iteration = t + 1
                 bar.update(1)
                 if self.verbose:
-                    bar.set_postfix(loss=f"{self.loss_history[-1]:.3f}", epoch=self.epoch, refresh=False)
+                    bar.set_postfix(loss=f"{self.loss_history[-1]:.3f}", refresh=False)
                 if self.verbose and t % self.print_every == 0:
                     bar.write("(Iteration %d / %d) loss: %f" % (t + 1, num_iterations,
                                                               self.loss_history[-1]))

@@ -128,7 +128,7 @@ def _check_vocabulary(checkpoint, data, path):
         raise ValueError(f"{path} was trained on a different vocabulary than this data")
 
 
-def _print_samples(data, bleu_scores, count):
+def _print_samples(bleu_scores, count):
     print("sample captions (validation images):")
     for reference, hypothesis in list(zip(bleu_scores["references"], bleu_scores["hypotheses"]))[:count]:
         print(f"  true:  {_strip(reference)}")
@@ -177,7 +177,7 @@ def _train(args):
         print(f"trained {solver.epoch} epochs ({solver.iteration} iterations) in {train_time:.1f} s; "
               f"final training loss {solver.loss_history[-1]:.3f}")
     after = evaluate_captions(model, data, "val", max_examples=args.num_val)
-    _print_samples(data, after, 5)
+    _print_samples(after, 5)
     print(f"validation BLEU-1 (the notebook's unigram BLEU): trained {after['bleu1']:.3f}, "
           f"untrained {before['bleu1']:.3f}")
     print(f"validation BLEU-4 (corpus):                      trained {after['bleu4']:.3f}, "

@@ -20,6 +20,14 @@ __all__ = ["CaptioningRNN"]
 _DIM_MUL = {"rnn": 1, "lstm": 4}
 
 
+def _standard_normal_draws(rng):
+    """``randn(*shape)`` drawing from ``rng``, or from the global stream when it is None."""
+    if rng is None:
+        return np.random.randn  # the classic stream, so np.random.seed reproduces the classic init
+    generator = np.random.default_rng(rng)
+    return lambda *shape: generator.standard_normal(shape)
+
+
 class CaptioningRNN:
     """An RNN/LSTM captioning model; a drop-in for the classic ``CaptioningRNN``.
 
@@ -70,11 +78,7 @@ class CaptioningRNN:
         self._start = word_to_idx.get("<START>", None)
         self._end = word_to_idx.get("<END>", None)
 
-        if rng is None:
-            randn = lambda *shape: np.random.randn(*shape)  # noqa: E731 (the classic stream)
-        else:
-            generator = np.random.default_rng(rng)
-            randn = lambda *shape: generator.standard_normal(shape)  # noqa: E731
+        randn = _standard_normal_draws(rng)
         vocab_size = len(word_to_idx)
         hidden_mul = _DIM_MUL[cell_type] * hidden_dim
         # Insertion order and draw order are both the classic ones.
