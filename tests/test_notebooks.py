@@ -4,9 +4,10 @@ Run with ``pytest -m notebooks`` (needs the ``notebooks`` extra: matplotlib, nbc
 nbformat, ipykernel); without nbclient the tests skip with the reason.  Each notebook runs in
 its own kernel, started from *this* interpreter (a throw-away kernel spec pointing at
 ``sys.executable``, so a user-level ``python3`` spec for another Python cannot hijack it), in a
-temporary working directory, with ``MPLBACKEND=Agg`` and the built-in dataset cached in a
-temporary ``XDG_CACHE_HOME``.  ``FASTRNN_COCO_DIR`` is passed through: set it to run the
-captioning notebooks on the real COCO files.
+temporary working directory, with ``MPLBACKEND=Agg``, the built-in dataset cached in a
+temporary ``XDG_CACHE_HOME`` and ``OPENBLAS_NUM_THREADS=1`` (unless already set).
+``FASTRNN_COCO_DIR`` is passed through: set it to run the captioning notebooks on the real
+COCO files.
 
 A failing cell fails the test with the cell's traceback.  Warnings raised inside the kernel stay
 there (the notebooks' own cells decide what is an error); jupyter's deprecation chatter in this
@@ -73,6 +74,11 @@ def kernel_env(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")  # silences jupyter_core's migration warning
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    if "OPENBLAS_NUM_THREADS" not in os.environ:
+        # On a busy 2-core box OpenBLAS's two threads spin against other processes: measured
+        # 8-10x slower training steps for fastrnn and the NumPy reference alike.  The notebooks
+        # check behaviour, not speed (03_speed reports its own thread settings).
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     work_dir = tmp_path / "work"
     work_dir.mkdir()
