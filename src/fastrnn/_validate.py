@@ -41,8 +41,13 @@ def check_shape(name, array, shape, names):
 
 
 def as_float(array, dtype):
-    """A C-contiguous array of ``dtype``: the caller's own array when it already is one."""
-    return np.ascontiguousarray(array, dtype=dtype)
+    """A C-contiguous, writeable array of ``dtype``: the caller's own array when it is one.
+
+    Read-only arrays are copied: Numba types them apart from writeable ones, so passing one
+    through would compile every kernel a second time (seconds) for no benefit.
+    """
+    array = np.ascontiguousarray(array, dtype=dtype)
+    return array if array.flags.writeable else array.copy()
 
 
 def check_indices(name, array, upper, shape=None, names=None):
