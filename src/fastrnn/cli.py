@@ -8,8 +8,10 @@ captions and the validation BLEU of the trained model next to that of the untrai
 ``fastrnn bench ...`` runs :func:`fastrnn.bench.main` with the remaining arguments.
 """
 import argparse
+import json
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -34,7 +36,8 @@ def _positive_float(text):
 
 
 def _build_parser():
-    parser = argparse.ArgumentParser(prog="fastrnn", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="fastrnn", description="Train and sample captioning models with fastrnn; check gradients.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a captioning model and report its BLEU")
@@ -95,8 +98,6 @@ def _load_data(data_dir, max_train=None, seed=0):
         try:
             data_dir = ensure_builtin_coco()
         except OSError:  # no writable cache directory: fall back to a temporary one
-            import tempfile
-
             data_dir = ensure_builtin_coco(os.path.join(tempfile.gettempdir(), "fastrnn-builtin"))
         print(f"data: built-in synthetic captions in {data_dir}")
     else:
@@ -121,8 +122,6 @@ def _model_from_checkpoint(checkpoint, word_to_idx):
 
 
 def _check_vocabulary(checkpoint, data, path):
-    import json
-
     stored = checkpoint["attrs"].get("word_to_idx")
     if stored is not None and json.loads(stored) != data["word_to_idx"]:
         raise ValueError(f"{path} was trained on a different vocabulary than this data")

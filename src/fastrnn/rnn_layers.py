@@ -322,7 +322,7 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     N, T, V = x.shape
     y = check_indices("y", y, V, (N, T), ("N", "T"))
     mask = check_shape("mask", mask, (N, T), ("N", "T"))
-    mask = np.ascontiguousarray(mask, dtype=bool)
+    mask = np.array(mask, dtype=bool, order="C")  # a private copy: never a read-only type
     dtype = float_dtype(x)
     x2 = as_float(x, dtype).reshape(N * T, V)
     dx = np.empty_like(x2)
