@@ -127,7 +127,7 @@ ax.semilogy(steps_back, rnn_norms, "k--", label="vanilla RNN, rho = 1: dL/dh")
 for forget_bias, color in ((0.0, "C0"), (3.0, "C3")):
     h_norms, c_norms, forget = lstm_grad_norms(forget_bias)
     ax.semilogy(steps_back, h_norms, color=color, label=f"LSTM, forget bias {forget_bias:g}: dL/dh")
-    ax.semilogy(steps_back[1:], c_norms[:-1], color=color, ls=":", label=f"LSTM, forget bias {forget_bias:g}: dL/dc")
+    ax.semilogy(steps_back[:-1], c_norms[:-1], color=color, ls=":", label=f"LSTM, forget bias {forget_bias:g}: dL/dc")
     print(f"LSTM forget bias {forget_bias:g} (f ~ {forget:.2f}): ||dL/dh_t|| 50 steps back = {h_norms[T - 50]:.2e}")
 print(f"vanilla RNN rho = 1:               ||dL/dh_t|| 50 steps back = {rnn_norms[T - 50]:.2e}")
 ax.set_xlabel("steps back from the loss, k = T - t")
