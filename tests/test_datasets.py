@@ -130,3 +130,39 @@ def test_rejects_bad_arguments(tmp_path, kwargs, name):
     with pytest.raises(ValueError, match=name):
         write_builtin_coco(tmp_path, **kwargs)
     assert os.listdir(tmp_path) == []
+
+
+def test_ensure_fills_a_new_directory_atomically(tmp_path, monkeypatch):
+    import fastrnn.datasets as datasets
+
+    base_dir = tmp_path / "fresh"
+    seen = []
+    real_write = datasets.write_builtin_coco
+
+    def watching_write(directory, **kwargs):
+        seen.append(os.path.exists(base_dir))  # the final name must not exist mid-write
+        return real_write(directory, **kwargs)
+
+    monkeypatch.setattr(datasets, "write_builtin_coco", watching_write)
+    ensure_builtin_coco(base_dir, seed=1, **SMALL, fc7=False)
+    assert seen == [False]
+    assert sorted(os.listdir(tmp_path)) == ["fresh"]  # no staging directory left behind
+    assert load_coco_data(base_dir)["train_captions"].shape == (600, 17)
+
+
+def test_ensure_accepts_a_directory_another_process_finished_first(tmp_path, monkeypatch):
+    import fastrnn.datasets as datasets
+
+    base_dir = tmp_path / "raced"
+    real_write = datasets.write_builtin_coco
+
+    def racing_write(directory, **kwargs):
+        real_write(directory, **kwargs)
+        if not os.path.exists(base_dir):  # the other process renames its copy in first
+            monkeypatch.setattr(datasets, "write_builtin_coco", real_write)
+            ensure_builtin_coco(base_dir, seed=1, **SMALL, fc7=False)
+
+    monkeypatch.setattr(datasets, "write_builtin_coco", racing_write)
+    assert ensure_builtin_coco(base_dir, seed=1, **SMALL, fc7=False) == str(base_dir)
+    assert sorted(os.listdir(tmp_path)) == ["raced"]
+    assert load_coco_data(base_dir)["val_urls"].shape == (100,)

@@ -19,6 +19,8 @@ Typical use::
 """
 import json
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
@@ -174,7 +176,9 @@ def ensure_builtin_coco(base_dir=None, seed=0, **kwargs):
     """Write the built-in dataset into ``base_dir`` unless an identical one is already there.
 
     A marker file, written last, records the generator's version and arguments; if it is
-    missing (say, an interrupted write) or differs, the data are written again.  Keyword
+    missing (say, an interrupted write) or differs, the data are written again.  A new
+    directory is filled under a temporary name and renamed into place, so processes that
+    call this at the same time on a fresh machine never read half-written files.  Keyword
     arguments are those of :func:`write_builtin_coco`.
 
     Returns
@@ -190,7 +194,24 @@ def ensure_builtin_coco(base_dir=None, seed=0, **kwargs):
                 return base_dir
     except (OSError, ValueError):
         pass
-    write_builtin_coco(base_dir, seed=seed, **kwargs)
-    with open(marker, "w", encoding="utf-8") as f:
-        json.dump(settings, f)
+    if os.path.isdir(base_dir):  # stale or different settings: rewrite in place
+        _write_with_marker(base_dir, settings, seed, kwargs)
+        return base_dir
+    parent = os.path.dirname(os.path.abspath(base_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".fastrnn-builtin-", dir=parent)
+    try:
+        _write_with_marker(staging, settings, seed, kwargs)
+        os.rename(staging, base_dir)
+    except OSError:
+        if not os.path.isfile(marker):  # not another process that won the race: a real error
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return base_dir
+
+
+def _write_with_marker(base_dir, settings, seed, kwargs):
+    write_builtin_coco(base_dir, seed=seed, **kwargs)
+    with open(os.path.join(base_dir, MARKER_FILE), "w", encoding="utf-8") as f:
+        json.dump(settings, f)
