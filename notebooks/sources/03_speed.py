@@ -153,13 +153,16 @@ for col, (axis, values) in enumerate(SWEEPS.items()):
         axes[0, col].loglog(values, times * 1e3, "o-", color=COLORS[impl], label=impl)
         if impl != "fastrnn":
             fast = np.array([seconds("fastrnn", sweep_shape(**{axis: v})) for v in values])
-            axes[1, col].semilogx(values, times / fast, "o-", color=COLORS[impl], label=f"vs {impl}")
+            axes[1, col].loglog(values, times / fast, "o-", color=COLORS[impl], label=f"vs {impl}")
     fixed = ", ".join(f"{k} = {v}" for k, v in BASE.items() if k != axis)
     axes[0, col].set_title(f"varying {axis} ({fixed}, D = H)", fontsize=9)
     axes[1, col].axhline(1.0, color="0.5", lw=0.8)
     axes[1, col].set_xlabel(axis)
+    for ax in axes[:, col]:
+        ax.set_xticks(values, [str(v) for v in values])
+        ax.minorticks_off()
 axes[0, 0].set_ylabel("ms per forward + backward")
-axes[1, 0].set_ylabel("fastrnn speed-up")
+axes[1, 0].set_ylabel("fastrnn speed-up (x)")
 axes[0, 0].legend()
 axes[1, 0].legend()
 fig.tight_layout()
