@@ -1,5 +1,6 @@
 """CaptioningSolver: classic behaviour, argument checks, clipping, validation, checkpoints."""
 import glob
+import json
 import os
 
 import h5py
@@ -171,13 +172,14 @@ def test_checkpoint_contents(builtin_data, tmp_path):
                               num_epochs=1, verbose=False, rng=0, checkpoint_dir=tmp_path)
     solver.train()
     with h5py.File(solver.checkpoint_path, "r") as f:
-        assert set(f) == {"params", "optim", "history"}
+        assert set(f) == {"json", "params", "optim", "history"}
         assert f.attrs["epoch"] == 1 and f.attrs["iteration"] == 2
         assert f.attrs["cell_type"] == "rnn"
         assert f["optim/Wx/m"].dtype == np.float32
         assert f["optim/Wx"].attrs["t"] == 2
     checkpoint = read_checkpoint(solver.checkpoint_path)
     assert checkpoint["history"]["loss_history"] == solver.loss_history
+    assert json.loads(checkpoint["json"]["word_to_idx"]) == data["word_to_idx"]
     assert not glob.glob(os.path.join(tmp_path, ".*.tmp"))
 
 

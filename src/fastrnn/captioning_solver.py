@@ -7,8 +7,10 @@ trajectory it would have followed uninterrupted.
 
 A checkpoint (``<checkpoint_dir>/checkpoint.h5``, rewritten at every epoch end) holds::
 
-    attrs     format, version, epoch, iteration, update_rule, batch_size, rng_kind, rng_state
-              (JSON), and when known cell_type and word_to_idx (JSON)
+    attrs     format, version, epoch, iteration, update_rule, batch_size, rng_kind, and
+              cell_type when the model has one
+    json/     rng_state and, when the data have one, word_to_idx: JSON text as scalar string
+              datasets (attributes are limited to 64 KiB; a large vocabulary would not fit)
     params/   one dataset per model parameter
     optim/    one group per parameter: array state (m, v, velocity, cache) as datasets,
               scalars (learning_rate, t, beta1, ...) as attributes
@@ -240,15 +242,19 @@ class CaptioningSolver:
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
             "epoch": self.epoch, "iteration": self.iteration,
             "update_rule": self.update_rule_name, "batch_size": self.batch_size,
-            "rng_kind": rng_kind, "rng_state": json.dumps(rng_state, default=_json_array),
+            "rng_kind": rng_kind,
         }
+        json_texts = {"rng_state": json.dumps(rng_state, default=_json_array)}
         if getattr(self.model, "cell_type", None) is not None:
             attrs["cell_type"] = self.model.cell_type
         if "word_to_idx" in self.data:
-            attrs["word_to_idx"] = json.dumps(self.data["word_to_idx"])
+            json_texts["word_to_idx"] = json.dumps(self.data["word_to_idx"])
 
         def write(h5file):
             h5file.attrs.update(attrs)
+            texts = h5file.create_group("json")
+            for name, text in json_texts.items():
+                texts.create_dataset(name, data=text)
             params = h5file.create_group("params")
             for name, value in self.model.params.items():
                 params.create_dataset(name, data=value)
@@ -289,7 +295,7 @@ class CaptioningSolver:
         self.iteration = attrs["iteration"]
         for name in _HISTORIES:
             setattr(self, name, list(checkpoint["history"][name]))
-        rng_state = json.loads(attrs["rng_state"])
+        rng_state = json.loads(checkpoint["json"]["rng_state"])
         if attrs["rng_kind"] == "global":
             rng_state["state"]["key"] = np.asarray(rng_state["state"]["key"], dtype=np.uint32)
             np.random.set_state(rng_state)
@@ -318,8 +324,9 @@ def read_checkpoint(path):
 
     Returns
     -------
-    dict with ``attrs`` (dict), ``params`` (dict of arrays), ``optim`` (dict of config dicts)
-    and ``history`` (dict of lists of float).
+    dict with ``attrs`` (dict), ``json`` (dict of JSON texts: rng_state, maybe word_to_idx),
+    ``params`` (dict of arrays), ``optim`` (dict of config dicts) and ``history`` (dict of
+    lists of float).
 
     Raises
     ------
@@ -337,10 +344,11 @@ def read_checkpoint(path):
     with h5file:
         if h5file.attrs.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path!r} is not a fastrnn checkpoint (no format={CHECKPOINT_FORMAT!r})")
-        for group in ("params", "optim", "history"):
+        for group in ("json", "params", "optim", "history"):
             if group not in h5file:
                 raise ValueError(f"checkpoint {path!r} has no group {group!r}")
         attrs = {k: _scalar(v) for k, v in h5file.attrs.items()}
+        texts = {k: v.asstr()[()] for k, v in h5file["json"].items()}
         params = {k: np.asarray(v) for k, v in h5file["params"].items()}
         optim_state = {}
         for name, group in h5file["optim"].items():
@@ -348,7 +356,8 @@ def read_checkpoint(path):
             config.update({k: np.asarray(v) for k, v in group.items()})
             optim_state[name] = config
         history = {k: [float(x) for x in np.asarray(v)] for k, v in h5file["history"].items()}
-    return {"attrs": attrs, "params": params, "optim": optim_state, "history": history}
+    return {"attrs": attrs, "json": texts, "params": params, "optim": optim_state,
+            "history": history}
 
 
 def atomic_write_h5(path, write):

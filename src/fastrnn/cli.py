@@ -122,7 +122,7 @@ def _model_from_checkpoint(checkpoint, word_to_idx):
 
 
 def _check_vocabulary(checkpoint, data, path):
-    stored = checkpoint["attrs"].get("word_to_idx")
+    stored = checkpoint["json"].get("word_to_idx")
     if stored is not None and json.loads(stored) != data["word_to_idx"]:
         raise ValueError(f"{path} was trained on a different vocabulary than this data")
 
