@@ -51,13 +51,14 @@ if saved:
     print("loaded", saved, "measured", results["created"])
 else:
     quick_cases = "rnn_2x*,lstm_2x*,lstm_10x*,softmax*"
-    json_path = os.path.join(tempfile.mkdtemp(), "bench.json")
-    command = [sys.executable, "-m", "fastrnn.bench", "--quick", "--cases", quick_cases,
-               "--skip", "memory,startup,accuracy", "--json", json_path]
-    print("$", " ".join(command[1:]))
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    with open(json_path) as f:
-        results = json.load(f)
+    with tempfile.TemporaryDirectory() as tmp:
+        json_path = os.path.join(tmp, "bench.json")
+        command = [sys.executable, "-m", "fastrnn.bench", "--quick", "--cases", quick_cases,
+                   "--skip", "memory,startup,accuracy", "--json", json_path]
+        print("$ python", " ".join(command[1:]))
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        with open(json_path) as f:
+            results = json.load(f)
 
 print(bench.render_text(results))
 
