@@ -46,7 +46,7 @@ def as_float(array, dtype):
     Read-only arrays are copied: Numba types them apart from writeable ones, so passing one
     through would compile every kernel a second time (seconds) for no benefit.
     """
-    array = np.ascontiguousarray(array, dtype=dtype)
+    array = np.asarray(array, dtype=dtype, order="C")  # (ascontiguousarray would make 0-d 1-d)
     return array if array.flags.writeable else array.copy()
 
 
