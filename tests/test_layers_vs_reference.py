@@ -274,3 +274,13 @@ def test_softmax_loss_single_class_is_exactly_zero(dtype, fast, rng):
     loss, dx = fast.temporal_softmax_loss(x, np.zeros((3, 2), int), np.ones((3, 2), bool))
     assert float(loss) == 0.0
     np.testing.assert_array_equal(dx, 0.0)
+
+
+@pytest.mark.parametrize("value", [np.float32(3.0), np.array(-2.0), 0.5, np.array(7, dtype=np.int64)])
+def test_sigmoid_of_a_scalar_is_a_scalar(value, fast):
+    """0-d in, 0-d out (np.ascontiguousarray would silently make it shape (1,))."""
+    out = fast.sigmoid(value)
+    expected = sigmoid_float64(np.asarray(value, dtype=np.float64))
+    assert np.shape(out) == () and np.ndim(out) == 0
+    assert out.dtype == (np.float32 if np.asarray(value).dtype == np.float32 else np.float64)
+    assert abs(float(out) - float(expected)) <= 4 * np.finfo(out.dtype).eps
