@@ -2,17 +2,25 @@
 import numpy as np
 
 
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+
+
 def float_dtype(*arrays):
     """The compute dtype of a call: NumPy promotion of the inputs, restricted to float32/float64.
 
     float32 (or narrower floats) throughout -> float32; anything reaching float64 -> float64.
     """
+    first = arrays[0].dtype
+    if first == _FLOAT64 or first == _FLOAT32:  # the common case, without np.result_type
+        if all(array.dtype == first for array in arrays):
+            return first
     dtype = np.result_type(*arrays)
     if dtype.kind not in "fiub":
         raise TypeError(f"expected real numeric arrays, got dtype {dtype}")
     if dtype.kind == "f" and dtype.itemsize <= 4:
-        return np.dtype(np.float32)
-    return np.dtype(np.float64)
+        return _FLOAT32
+    return _FLOAT64
 
 
 def _shape_text(shape, names):
