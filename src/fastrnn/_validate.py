@@ -65,14 +65,19 @@ def check_indices(name, array, upper, shape=None, names=None):
     change to the caller's array must not reach a backward pass.
     """
     array = np.asarray(array) if shape is None else check_shape(name, array, shape, names)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integer indices, got dtype {array.dtype}")
+    check_index_dtype(name, array)
     if array.size:
         lo, hi = array.min(), array.max()
         if lo < 0 or hi >= upper:
             raise ValueError(
                 f"{name} must hold indices in [0, {upper}), got values from {lo} to {hi}")
     return np.array(array, dtype=np.intp, order="C", copy=True)
+
+
+def check_index_dtype(name, array):
+    """TypeError unless ``array`` holds integers (bool and float indices are refused)."""
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer indices, got dtype {array.dtype}")
 
 
 def check_cache(cache, expected, function):

@@ -13,7 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ._kernels import activations, embedding, recurrent, softmax
-from ._validate import as_float, check_cache, check_indices, check_shape, float_dtype
+from ._validate import (as_float, check_cache, check_index_dtype, check_indices, check_shape,
+                        float_dtype)
 from .layers import affine_backward, affine_forward
 
 __all__ = [
@@ -244,9 +245,18 @@ def word_embedding_forward(x, W):
     """
     W = check_shape("W", W, (None, None), ("V", "D"))
     V, D = W.shape
-    x = check_indices("x", x, V, (None, None), ("N", "T"))
-    W = np.asarray(W, dtype=float_dtype(W))
-    return W[x], WordEmbeddingCache(x, V, D, W.dtype)
+    x = check_shape("x", x, (None, None), ("N", "T"))
+    check_index_dtype("x", x)
+    W = as_float(W, float_dtype(W))
+    N, T = x.shape
+    out = np.empty((N, T, D), dtype=W.dtype)
+    private = np.empty((N, T), dtype=np.intp)  # the cache's own copy of the indices
+    bad = embedding.embedding_forward(
+        np.ascontiguousarray(x).reshape(N * T), W, out.reshape(N * T, D), private.reshape(N * T))
+    if bad >= 0:
+        raise ValueError(f"x must hold indices in [0, {V}), got {x.flat[bad]} at position "
+                         f"{np.unravel_index(bad, x.shape)}")
+    return out, WordEmbeddingCache(private, V, D, W.dtype)
 
 
 def word_embedding_backward(dout, cache):
