@@ -3,9 +3,9 @@
 Layout (the structure oneDNN / cuDNN use, see shared PERFORMANCE.md):
 
 * The input projection x @ Wx for all T steps is ONE product with M = N*T, before the loop.
-* Per step only h_{t-1} @ Wh, into a preallocated buffer, then the gate math as short simple
-  loops over one row of a sample (each loop is vectorised by LLVM; one fused loop that reads
-  seven arrays and writes four is not).
+* Per step only h_{t-1} @ Wh, accumulated (BLAS beta = 1) into that time-major projection, then
+  the gate math as short simple loops over one row of a sample (each loop is vectorised by
+  LLVM; one fused loop that reads seven arrays and writes four is not).
 * States are stored time-major, ``hs[t]`` (T+1, N, H) with ``hs[0] = h0``, so ``hs[t]`` is the
   contiguous left operand of the step product and ``hs[:T]`` the contiguous (T*N, H) operand of
   dWh after the loop.  The batch-major output h (N, T, H) is a separate array: the caller may
