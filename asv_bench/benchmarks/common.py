@@ -81,6 +81,25 @@ def limit_threads():
     _kept_limits.append(threadpool_limits(limits=THREADS))
 
 
+class ForwardBackward:
+    """Benchmarks whose ``setup`` defines ``self.forward`` and ``self.backward`` (one call each).
+
+    ``warm_up`` runs both once (Numba compiles or loads its cache outside the timed region) and
+    then limits the thread pools.
+    """
+
+    def warm_up(self):
+        self.forward()
+        self.backward()
+        limit_threads()
+
+    def time_forward(self, *params):
+        self.forward()
+
+    def time_backward(self, *params):
+        self.backward()
+
+
 class Inputs:
     """Seeded random arrays of one dtype; weights scaled by 1/sqrt(fan-in) like the course code."""
 

@@ -9,7 +9,7 @@ from . import common
 V = common.bench.VOCAB_SIZE
 
 
-class WordEmbedding:
+class WordEmbedding(common.ForwardBackward):
     """``word_embedding_forward`` / ``word_embedding_backward``; size is N x T x V x D.
 
     torch: ``F.embedding`` and the kernel behind its backward, ``aten.embedding_dense_backward``.
@@ -37,18 +37,10 @@ class WordEmbedding:
             self.forward = lambda: layers.word_embedding_forward(x, W)
             cache = self.forward()[1]
             self.backward = lambda: layers.word_embedding_backward(dout, cache)
-        self.forward()
-        self.backward()
-        common.limit_threads()
-
-    def time_forward(self, *params):
-        self.forward()
-
-    def time_backward(self, *params):
-        self.backward()
+        self.warm_up()
 
 
-class TemporalAffine:
+class TemporalAffine(common.ForwardBackward):
     """``temporal_affine_forward`` / ``temporal_affine_backward``; size is N x T x D x M.
 
     torch: ``F.linear`` with the weight in torch's (M, D) layout; backward by autograd.
@@ -80,15 +72,7 @@ class TemporalAffine:
             self.forward = lambda: layers.temporal_affine_forward(x, w, b)
             cache = self.forward()[1]
             self.backward = lambda: layers.temporal_affine_backward(dout, cache)
-        self.forward()
-        self.backward()
-        common.limit_threads()
-
-    def time_forward(self, *params):
-        self.forward()
-
-    def time_backward(self, *params):
-        self.backward()
+        self.warm_up()
 
 
 class TemporalSoftmaxLoss:

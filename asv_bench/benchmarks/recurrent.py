@@ -14,7 +14,7 @@ initial state, weights).
 from . import common
 
 
-class _Recurrent:
+class _Recurrent(common.ForwardBackward):
     """Shared machinery; subclasses set ``cell`` ('rnn' / 'lstm') and ``sequence``."""
 
     cell = "rnn"
@@ -41,8 +41,7 @@ class _Recurrent:
             self._setup_torch()
         else:
             self._setup_numpy(common.layers(impl))
-        self.time_backward()    # compile the backward; the forward was called above
-        common.limit_threads()
+        self.warm_up()
 
     def _setup_numpy(self, layers):
         step = "_step" if not self.sequence else ""
@@ -94,12 +93,6 @@ class _Recurrent:
         outputs = self.forward()
         self.backward = lambda: torch.autograd.grad(outputs, wrt, grads, retain_graph=True)
         self.cache_bytes = lambda: common.torch_saved_bytes(torch, self.forward, wrt)[0]
-
-    def time_forward(self, *params):
-        self.forward()
-
-    def time_backward(self, *params):
-        self.backward()
 
 
 class _SequenceMemory:
