@@ -222,9 +222,9 @@ def lstm_forward(x, h0, Wx, Wh, b):
 def lstm_backward(dh, cache):
     """dh (N, T, H) -> dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)."""
     check_cache(cache, LSTMCache, "lstm_backward")
-    dh = _upstream("dh", dh, cache)
-    dc_last = np.zeros(dh.shape[::2], dtype=float_dtype(dh, cache.hs))
-    dx, dh0, _, dWx, dWh, db = recurrent.lstm_backward(*_backward_arrays([dh, dc_last], cache))
+    dh, *state = _backward_arrays([_upstream("dh", dh, cache)], cache)
+    # No upstream gradient reaches the last cell state of a sequence.
+    dx, dh0, _, dWx, dWh, db = recurrent.lstm_backward(dh, np.zeros_like(dh[:, 0]), *state)
     return dx, dh0, dWx, dWh, db
 
 

@@ -99,22 +99,11 @@ def column_sum(a):
 
 
 @jit
-def to_time_major(x):
-    """(N, T, D) -> a C-contiguous (T, N, D) copy."""
-    N, T, D = x.shape
-    out = np.empty((T, N, D), dtype=x.dtype)
-    for n in range(N):
-        for t in range(T):
-            out[t, n, :] = x[n, t, :]
-    return out
-
-
-@jit
-def to_batch_major(x):
-    """(T, N, D) -> a C-contiguous (N, T, D) copy."""
-    T, N, D = x.shape
-    out = np.empty((N, T, D), dtype=x.dtype)
-    for n in range(N):
-        for t in range(T):
-            out[n, t, :] = x[t, n, :]
+def swap_leading_axes(x):
+    """(A, B, D) -> a C-contiguous (B, A, D) copy: batch-major <-> time-major."""
+    A, B, D = x.shape
+    out = np.empty((B, A, D), dtype=x.dtype)
+    for a in range(A):
+        for b in range(B):
+            out[b, a, :] = x[a, b, :]
     return out

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._jit import jit
 from .activations import sigmoid, tanh
-from .linalg import column_sum, gemm, matmul, to_batch_major, to_time_major
+from .linalg import column_sum, gemm, matmul, swap_leading_axes
 
 
 @jit
@@ -31,7 +31,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
     N, T, D = x.shape
     H = h0.shape[1]
     # pre[t] = x_t @ Wx for every step at once, time-major; each step adds h_{t-1} @ Wh to it.
-    pre = matmul(to_time_major(x).reshape(T * N, D), Wx).reshape(T, N, H)
+    pre = matmul(swap_leading_axes(x).reshape(T * N, D), Wx).reshape(T, N, H)
     hs = np.empty((T + 1, N, H), dtype=x.dtype)
     hs[0] = h0
     h = np.empty((N, T, H), dtype=x.dtype)
@@ -59,8 +59,9 @@ def rnn_backward(dh, x, hs, Wx, Wh):
                 da[t, n, j] = (dh[n, t, j] + dh_next[n, j]) * (1 - h_t * h_t)
         gemm(da[t], Wh.T, dh_next, False)
     da2 = da.reshape(T * N, H)
-    dx = to_batch_major(matmul(da2, Wx.T).reshape(T, N, D))
-    dWx = matmul(to_time_major(x).reshape(T * N, D).T, da2)
+    dx = swap_leading_axes(matmul(da2, Wx.T).reshape(T, N, D))
+    # x is re-laid time-major here rather than kept from forward: the cache stays small.
+    dWx = matmul(swap_leading_axes(x).reshape(T * N, D).T, da2)
     dWh = matmul(hs[:T].reshape(T * N, H).T, da2)
     return dx, dh_next, dWx, dWh, column_sum(da2)
 
@@ -75,7 +76,7 @@ def lstm_forward(x, h0, c0, Wx, Wh, b):
     H = h0.shape[1]
     # gates[t] = x_t @ Wx for every step at once, time-major; each step adds h_{t-1} @ Wh and
     # the bias and then activates in place.
-    gates = matmul(to_time_major(x).reshape(T * N, D), Wx).reshape(T, N, 4 * H)
+    gates = matmul(swap_leading_axes(x).reshape(T * N, D), Wx).reshape(T, N, 4 * H)
     hs = np.empty((T + 1, N, H), dtype=x.dtype)
     cs = np.empty((T + 1, N, H), dtype=x.dtype)
     hs[0] = h0
@@ -134,7 +135,8 @@ def lstm_backward(dh, dc_last, x, hs, cs, gates, Wx, Wh):
                 dc[n, j] *= f
         gemm(da[t], Wh.T, dh_next, False)
     da2 = da.reshape(T * N, 4 * H)
-    dx = to_batch_major(matmul(da2, Wx.T).reshape(T, N, D))
-    dWx = matmul(to_time_major(x).reshape(T * N, D).T, da2)
+    dx = swap_leading_axes(matmul(da2, Wx.T).reshape(T, N, D))
+    # x is re-laid time-major here rather than kept from forward: the cache stays small.
+    dWx = matmul(swap_leading_axes(x).reshape(T * N, D).T, da2)
     dWh = matmul(hs[:T].reshape(T * N, H).T, da2)
     return dx, dh_next, dc, dWx, dWh, column_sum(da2)
