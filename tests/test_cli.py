@@ -66,10 +66,12 @@ def test_train_writes_a_checkpoint_and_resumes_from_it(trained, builtin_dir, cap
 def test_sample_from_a_checkpoint(trained, builtin_dir, capsys, beam):
     checkpoint_dir, _ = trained
     path = os.path.join(checkpoint_dir, "checkpoint.h5")
-    assert main(["sample", path, "--data-dir", builtin_dir, "--num", "4"] + beam) == 0
+    assert main(["sample", path, "--data-dir", builtin_dir, "--num", "20"] + beam) == 0
     out = capsys.readouterr().out
-    assert out.count("  model: ") == 4
-    assert float(re.search(r"BLEU-1 of these 4: ([0-9.]+)", out).group(1)) > 0.5
+    assert out.count("  model: ") == 20
+    # 20 captions, not 4: BLEU of 4 moved between 0.47 and 0.9 with last-bit rounding changes
+    # (AVX2 vs AVX-512 code); an untrained model scores below 0.1.
+    assert float(re.search(r"BLEU-1 of these 20: ([0-9.]+)", out).group(1)) > 0.5
 
 
 def test_missing_files_give_a_one_line_error(tmp_path, capsys):

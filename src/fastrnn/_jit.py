@@ -68,6 +68,20 @@ def _load_numpy_cblas():
 NUMPY_CBLAS = _load_numpy_cblas()
 
 
+def _vector_bytes():
+    """Width of the target's vector registers: 64 with AVX-512, else 32 (AVX2 and others)."""
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        import llvmlite.binding as llvm
+        features = llvm.get_host_cpu_features().flatten()
+    return 64 if "+avx512f" in features.split(",") else 32
+
+
+# Sizes the register tiles of the packed product (:mod:`fastrnn._kernels.packed`).  Numba keys
+# its on-disk cache by CPU name and features, so a cache never crosses to another ISA.
+VECTOR_BYTES = _vector_bytes()
+
+
 @functools.lru_cache(maxsize=1)
 def _kernel_sources_hash():
     # The BLAS choice is frozen into compiled code, so it is part of the stamp.
@@ -111,10 +125,13 @@ if CACHE:
     _stamp_whole_kernel_package()
 
 
-def jit(func=None, *, inline="never"):
-    """``numba.njit`` with fastrnn's options; ``inline='always'`` for tiny scalar helpers."""
+def jit(func=None, *, inline="never", parallel=False):
+    """``numba.njit`` with fastrnn's options; ``inline='always'`` for tiny scalar helpers,
+    ``parallel=True`` for the few kernels that split work over threads with ``prange``."""
     options = dict(cache=CACHE, nogil=True, error_model="numpy", fastmath=set(FASTMATH))
     if inline != "never":
         options["inline"] = inline
+    if parallel:
+        options["parallel"] = True
     decorator = numba.njit(**options)
     return decorator if func is None else decorator(func)

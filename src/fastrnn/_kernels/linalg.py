@@ -81,14 +81,6 @@ def _gemm(a, b, out, accumulate):
 
 
 @jit
-def matmul(a, b):
-    """a (M, K) @ b (K, P) as a new C-contiguous array."""
-    out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
-    gemm(a, b, out, False)
-    return out
-
-
-@jit
 def column_sum(a):
     """Sum over the rows of a (M, P) array, accumulated in float64 (float32 stays accurate)."""
     acc = np.zeros(a.shape[1], dtype=np.float64)

@@ -22,7 +22,8 @@ import numpy as np
 
 from .._jit import jit
 from .activations import sigmoid, tanh
-from .linalg import column_sum, gemm, matmul, swap_leading_axes
+from .linalg import column_sum, swap_leading_axes
+from .packed import dot, dot_packed, pack_for_product, product
 
 
 @jit
@@ -31,13 +32,14 @@ def rnn_forward(x, h0, Wx, Wh, b):
     N, T, D = x.shape
     H = h0.shape[1]
     # pre[t] = x_t @ Wx for every step at once, time-major; each step adds h_{t-1} @ Wh to it.
-    pre = matmul(swap_leading_axes(x).reshape(T * N, D), Wx).reshape(T, N, H)
+    pre = dot(swap_leading_axes(x).reshape(T * N, D), Wx).reshape(T, N, H)
     hs = np.empty((T + 1, N, H), dtype=x.dtype)
     hs[0] = h0
     h = np.empty((N, T, H), dtype=x.dtype)
+    Wh_panels = pack_for_product(N, Wh)
     for t in range(T):
         a_t = pre[t]
-        gemm(hs[t], Wh, a_t, True)
+        product(hs[t], Wh, Wh_panels, a_t, True)
         for n in range(N):
             for j in range(H):
                 hs[t + 1, n, j] = tanh(a_t[n, j] + b[j])
@@ -52,17 +54,20 @@ def rnn_backward(dh, x, hs, Wx, Wh):
     D = x.shape[2]
     da = np.empty((T, N, H), dtype=dh.dtype)
     dh_next = np.zeros((N, H), dtype=dh.dtype)
+    WhT_panels = pack_for_product(N, Wh.T)
     for t in range(T - 1, -1, -1):
         for n in range(N):
             for j in range(H):
                 h_t = hs[t + 1, n, j]
                 da[t, n, j] = (dh[n, t, j] + dh_next[n, j]) * (1 - h_t * h_t)
-        gemm(da[t], Wh.T, dh_next, False)
+        product(da[t], Wh.T, WhT_panels, dh_next, False)
     da2 = da.reshape(T * N, H)
-    dx = swap_leading_axes(matmul(da2, Wx.T).reshape(T, N, D))
+    dx = swap_leading_axes(dot(da2, Wx.T).reshape(T, N, D))
     # x is re-laid time-major here rather than kept from forward: the cache stays small.
-    dWx = matmul(swap_leading_axes(x).reshape(T * N, D).T, da2)
-    dWh = matmul(hs[:T].reshape(T * N, H).T, da2)
+    # dWx and dWh share one packing of dA.
+    da_panels = pack_for_product(D + H, da2)
+    dWx = dot_packed(swap_leading_axes(x).reshape(T * N, D).T, da2, da_panels)
+    dWh = dot_packed(hs[:T].reshape(T * N, H).T, da2, da_panels)
     return dx, dh_next, dWx, dWh, column_sum(da2)
 
 
@@ -76,7 +81,7 @@ def lstm_forward(x, h0, c0, Wx, Wh, b):
     H = h0.shape[1]
     # gates[t] = x_t @ Wx for every step at once, time-major; each step adds h_{t-1} @ Wh and
     # the bias and then activates in place.
-    gates = matmul(swap_leading_axes(x).reshape(T * N, D), Wx).reshape(T, N, 4 * H)
+    gates = dot(swap_leading_axes(x).reshape(T * N, D), Wx).reshape(T, N, 4 * H)
     hs = np.empty((T + 1, N, H), dtype=x.dtype)
     cs = np.empty((T + 1, N, H), dtype=x.dtype)
     hs[0] = h0
@@ -89,9 +94,10 @@ def lstm_forward(x, h0, c0, Wx, Wh, b):
     shift = np.zeros(4 * H, dtype=x.dtype)
     scale[3 * H:] = 2
     shift[3 * H:] = -1
+    Wh_panels = pack_for_product(N, Wh)
     for t in range(T):
         a_t = gates[t]
-        gemm(hs[t], Wh, a_t, True)
+        product(hs[t], Wh, Wh_panels, a_t, True)
         for n in range(N):
             a = a_t[n]
             for j in range(4 * H):
@@ -114,6 +120,7 @@ def lstm_backward(dh, dc_last, x, hs, cs, gates, Wx, Wh):
     dh_next = np.zeros((N, H), dtype=dh.dtype)
     dc = dc_last.copy()
     dh_t = np.empty(H, dtype=dh.dtype)
+    WhT_panels = pack_for_product(N, Wh.T)
     for t in range(T - 1, -1, -1):
         for n in range(N):
             g_ = gates[t, n]
@@ -133,10 +140,12 @@ def lstm_backward(dh, dc_last, x, hs, cs, gates, Wx, Wh):
                 d_[H + j] = dc[n, j] * cs[t, n, j] * f * (1 - f)
                 d_[3 * H + j] = dc[n, j] * i * (1 - g * g)
                 dc[n, j] *= f
-        gemm(da[t], Wh.T, dh_next, False)
+        product(da[t], Wh.T, WhT_panels, dh_next, False)
     da2 = da.reshape(T * N, 4 * H)
-    dx = swap_leading_axes(matmul(da2, Wx.T).reshape(T, N, D))
+    dx = swap_leading_axes(dot(da2, Wx.T).reshape(T, N, D))
     # x is re-laid time-major here rather than kept from forward: the cache stays small.
-    dWx = matmul(swap_leading_axes(x).reshape(T * N, D).T, da2)
-    dWh = matmul(hs[:T].reshape(T * N, H).T, da2)
+    # dWx and dWh share one packing of dA.
+    da_panels = pack_for_product(D + H, da2)
+    dWx = dot_packed(swap_leading_axes(x).reshape(T * N, D).T, da2, da_panels)
+    dWh = dot_packed(hs[:T].reshape(T * N, H).T, da2, da_panels)
     return dx, dh_next, dc, dWx, dWh, column_sum(da2)
