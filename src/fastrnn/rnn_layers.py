@@ -8,6 +8,7 @@ ever modified.  Kernels compile on first use for the dtype they meet and are cac
 
 Caches are opaque NamedTuples: a backward function given any other cache raises TypeError.
 """
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -71,6 +72,25 @@ class TemporalAffineCache(NamedTuple):
     w: np.ndarray  # (D, M)
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(x, Wh):
+    """The calling thread's scratch buffer for a recurrent layer with input x (N, T, D) and
+    Wh (H, G), reused from call to call: fresh multi-MB temporaries each call cost their page
+    faults (measured ~6 ms of a 21 ms float64 LSTM forward at N=25, H=512, and 5 ms of the 36 ms
+    backward).  It grows to the largest layer seen and is kept per thread and dtype (14.5 MiB
+    for N=25, T=16, H=512 float64 LSTM)."""
+    N, T, D = x.shape
+    H, G = Wh.shape
+    size = recurrent.scratch_size(N, T, D, H, G)
+    buffers = _SCRATCH.__dict__
+    buffer = buffers.get(x.dtype)
+    if buffer is None or buffer.size < size:
+        buffer = buffers[x.dtype] = np.empty(size, dtype=x.dtype)
+    return buffer
+
+
 def _recurrent_inputs(x, h0, Wx, Wh, b, gates, h0_name, extra=()):
     """Validate (x (N, T, D), h0 (N, H), Wx (D, gH), Wh (H, gH), b (gH,)) and coerce them to
     one C-contiguous float dtype.  ``extra`` holds more (name, array) pairs of shape (N, H)."""
@@ -107,7 +127,8 @@ def _upstream(name, grad, state, dims=("N", "T", "H")):
 def _backward_arrays(grads, state):
     """Upstream grads and cached arrays in one compute dtype (NumPy promotion of them all)."""
     dtype = float_dtype(*grads, state.hs)
-    return [as_float(a, dtype) for a in (*grads, *state)]
+    arrays = [as_float(a, dtype) for a in (*grads, *state)]
+    return arrays + [_scratch(arrays[len(grads)], arrays[-1])]
 
 
 # ---------------------------------------------------------------------------- vanilla RNN
@@ -127,7 +148,7 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     cache : RNNStepCache, for :func:`rnn_step_backward`
     """
     x, h0, Wx, Wh, b = _recurrent_inputs(_step_input(x), prev_h, Wx, Wh, b, 1, "prev_h")
-    h, hs = recurrent.rnn_forward(x, h0, Wx, Wh, b)
+    h, hs = recurrent.rnn_forward(x, h0, Wx, Wh, b, _scratch(x, Wh))
     return h[:, 0, :], RNNStepCache(x, hs, Wx, Wh)
 
 
@@ -154,7 +175,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
     cache : RNNCache, for :func:`rnn_backward`
     """
     x, h0, Wx, Wh, b = _recurrent_inputs(x, h0, Wx, Wh, b, 1, "h0")
-    h, hs = recurrent.rnn_forward(x, h0, Wx, Wh, b)
+    h, hs = recurrent.rnn_forward(x, h0, Wx, Wh, b, _scratch(x, Wh))
     return h, RNNCache(x, hs, Wx, Wh)
 
 
@@ -182,7 +203,7 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     """
     x, h0, Wx, Wh, b, c0 = _recurrent_inputs(
         _step_input(x), prev_h, Wx, Wh, b, 4, "prev_h", extra=[("prev_c", prev_c)])
-    h, hs, cs, gates = recurrent.lstm_forward(x, h0, c0, Wx, Wh, b)
+    h, hs, cs, gates = recurrent.lstm_forward(x, h0, c0, Wx, Wh, b, _scratch(x, Wh))
     # The returned next_c is a copy: the cache's cs must not change if the caller edits it.
     return h[:, 0, :], cs[1].copy(), LSTMStepCache(x, hs, cs, gates, Wx, Wh)
 
@@ -215,7 +236,8 @@ def lstm_forward(x, h0, Wx, Wh, b):
     cache : LSTMCache, for :func:`lstm_backward`
     """
     x, h0, Wx, Wh, b = _recurrent_inputs(x, h0, Wx, Wh, b, 4, "h0")
-    h, hs, cs, gates = recurrent.lstm_forward(x, h0, np.zeros_like(h0), Wx, Wh, b)
+    h, hs, cs, gates = recurrent.lstm_forward(x, h0, np.zeros_like(h0), Wx, Wh, b,
+                                              _scratch(x, Wh))
     return h, LSTMCache(x, hs, cs, gates, Wx, Wh)
 
 

@@ -46,8 +46,9 @@ def panel_width(itemsize):
 
 
 @intrinsic
-def _micro_tile(typingctx, a, a_start, lda, rows, bp, b_start, k_count, tile):
-    """tile[MR, NR] = A[rows of a from a_start, k_count] @ Bp[k_count, NR] (flat indexing).
+def _micro_tile(typingctx, a, a_start, lda, rows, bp, b_start, ldb, k_count, tile):
+    """tile[MR, NR] = A[rows of a from a_start, k_count] @ B[k_count, NR] (flat indexing; B's
+    rows are ``ldb`` apart: NR in a packed panel, P when read straight from a C-order matrix).
 
     Rows past ``rows`` repeat the last valid row (their results are discarded by the caller),
     so A is never read out of bounds.
@@ -57,10 +58,10 @@ def _micro_tile(typingctx, a, a_start, lda, rows, bp, b_start, k_count, tile):
     nr = _VECTORS * lanes
 
     def codegen(context, builder, signature, args):
-        a_arr, a_start, lda, rows, b_arr, b_start, k_count, tile_arr = args
+        a_arr, a_start, lda, rows, b_arr, b_start, ldb, k_count, tile_arr = args
         a_data = context.make_array(signature.args[0])(context, builder, a_arr).data
         b_data = context.make_array(signature.args[4])(context, builder, b_arr).data
-        t_data = context.make_array(signature.args[7])(context, builder, tile_arr).data
+        t_data = context.make_array(signature.args[8])(context, builder, tile_arr).data
         i64 = ir.IntType(64)
         ftype = context.get_value_type(dtype)
         vtype = ir.VectorType(ftype, lanes)
@@ -84,7 +85,7 @@ def _micro_tile(typingctx, a, a_start, lda, rows, bp, b_start, k_count, tile):
                 for _ in range(MR)]
         with cgutils.for_range(builder, k_count) as loop:
             k = loop.index
-            b_row = builder.add(b_start, builder.mul(k, ir.Constant(i64, nr)))
+            b_row = builder.add(b_start, builder.mul(k, ldb))
             bs = [builder.load(vector_at(b_data, builder.add(b_row, ir.Constant(i64, v * lanes))),
                                align=align) for v in range(_VECTORS)]
             for r in range(MR):
@@ -101,18 +102,18 @@ def _micro_tile(typingctx, a, a_start, lda, rows, bp, b_start, k_count, tile):
                 builder.store(builder.load(accs[r][v]), target, align=align)
         return context.get_dummy_value()
 
-    sig = types.void(a, types.intp, types.intp, types.intp, bp, types.intp, types.intp, tile)
+    sig = types.void(a, types.intp, types.intp, types.intp, bp, types.intp, types.intp,
+                     types.intp, tile)
     return sig, codegen
 
 
 @jit(parallel=True)
-def pack_panels(b, width):
-    """(K, P) -> (ceil(P / width), K, width) column panels, zero-padded; b may be ``W.T``."""
+def _pack_into(b, out):
+    """out[p, k, :] = b[k, p*width:(p+1)*width], zero-padded; b may be ``W.T``."""
     K, P = b.shape
-    panels = (P + width - 1) // width
-    out = np.empty((panels, K, width), dtype=b.dtype)
+    width = out.shape[2]
     rows_contiguous = b.strides[1] == b.itemsize
-    for p in prange(panels):
+    for p in prange(out.shape[0]):
         cols = min(width, P - p * width)
         panel = out[p]
         if cols < width:
@@ -125,6 +126,19 @@ def pack_panels(b, width):
                 k1 = min(K, k0 + 16)
                 for j in range(cols):
                     panel[k0:k1, j] = b[k0:k1, p * width + j]
+
+
+@jit
+def pack_panels(b, width, scratch):
+    """(K, P) -> (ceil(P / width), K, width) column panels, zero-padded, in ``scratch`` when it is
+    large enough (a reused buffer spares the page faults of a fresh multi-MB allocation: measured
+    ~6 ms per float64 LSTM forward at H=512), else in a new array."""
+    K, P = b.shape
+    panels = (P + width - 1) // width
+    size = panels * K * width
+    flat = scratch[:size] if scratch.size >= size else np.empty(size, dtype=b.dtype)
+    out = flat.reshape((panels, K, width))
+    _pack_into(b, out)
     return out
 
 
@@ -147,7 +161,7 @@ def packed_gemm(a, panels, out, accumulate):
             rows = min(MR, M - i0)
             tile[:] = 0
             for k0 in range(0, K, KC):
-                _micro_tile(flat_a, i0 * K + k0, K, rows, flat_b, (p * K + k0) * width,
+                _micro_tile(flat_a, i0 * K + k0, K, rows, flat_b, (p * K + k0) * width, width,
                             min(KC, K - k0), part)
                 for q in range(MR * width):
                     tile[q] += part[q]
@@ -162,13 +176,16 @@ def packed_gemm(a, panels, out, accumulate):
 
 
 @jit
-def pack_for_product(rows, b):
+def pack_for_product(rows, b, scratch):
     """Panels of b (K, P) for products with ``rows``-row left operands, or an empty array when
-    those products are too small for the packed kernel (then :func:`product` uses BLAS)."""
+    those products are too small for the packed kernel (then :func:`product` uses BLAS).
+
+    The panels live in ``scratch`` when it holds :func:`scratch_size` elements: one set of
+    panels at a time, so the previous set is dead once this is called."""
     K, P = b.shape
     if rows * K * P < PACKED_MIN:
         return np.empty((0, K, 1), dtype=b.dtype)
-    return pack_panels(b, _NR32 if b.itemsize == 4 else _NR64)
+    return pack_panels(b, _NR32 if b.itemsize == 4 else _NR64, scratch)
 
 
 @jit
@@ -189,6 +206,13 @@ def dot_packed(a, b, panels):
 
 
 @jit
-def dot(a, b):
-    """a (M, K) @ b (K, P) as a new C-contiguous array (either operand may be transposed)."""
-    return dot_packed(a, b, pack_for_product(a.shape[0], b))
+def dot(a, b, scratch):
+    """a (M, K) @ b (K, P) as a new C-contiguous array (either operand may be transposed);
+    packs b into ``scratch`` (see :func:`pack_for_product`)."""
+    return dot_packed(a, b, pack_for_product(a.shape[0], b, scratch))
+
+
+def scratch_size(*shapes):
+    """Elements of a scratch buffer that holds the panels of any one of these (K, P) matrices
+    (panel widths are at most 64 columns on every target)."""
+    return max(K * -(-P // 64) * 64 for K, P in shapes)
