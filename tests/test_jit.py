@@ -1,7 +1,7 @@
 """JIT hygiene: nothing compiles at import, the on-disk cache works (also from a read-only
 package directory), and concurrent calls from Python threads give the serial results.
 
-Subprocesses are few and small (three), because each pays Numba's import and compile time.
+Subprocesses are few and small (seven), because each pays Numba's import and compile time.
 """
 import json
 import os
@@ -157,9 +157,44 @@ def test_disk_cache_from_read_only_package(tmp_path):
     assert warm["checksum"] == cold["checksum"]
 
 
+RELOAD_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import fastrnn.rnn_layers as L
+    rng = np.random.default_rng(0)
+    cell = sys.argv[1]
+    # both sizes, so that the small path (BLAS) and the packed one (Numba's thread pool) compile
+    out = []
+    for N, T, D, H in [(2, 3, 4, 5), (25, 4, 64, 128)]:
+        G = 4 * H if cell == "lstm" else H
+        h, cache = getattr(L, cell + "_forward")(
+            rng.standard_normal((N, T, D)), rng.standard_normal((N, H)),
+            rng.standard_normal((D, G)), rng.standard_normal((H, G)), rng.standard_normal(G))
+        grads = getattr(L, cell + "_backward")(rng.standard_normal((N, T, H)), cache)
+        out += [float(h.sum())] + [float(g.sum()) for g in grads]
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="no compiled code to cache with NUMBA_DISABLE_JIT")
+def test_cached_recurrent_kernels_reload_in_new_processes(tmp_path):
+    """The recurrent kernels run the packed product on Numba's thread pool.  A cached kernel
+    that called a separately compiled parallel function crashed (segfault) in the third of
+    these processes: rnn compiles, lstm compiles while loading rnn's cached helpers, lstm
+    loads everything from the cache."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    rnn_cold = run_python(RELOAD_SCRIPT.replace("sys.argv[1]", "'rnn'"), env)
+    lstm_cold = run_python(RELOAD_SCRIPT.replace("sys.argv[1]", "'lstm'"), env)
+    lstm_warm = run_python(RELOAD_SCRIPT.replace("sys.argv[1]", "'lstm'"), env)
+    rnn_warm = run_python(RELOAD_SCRIPT.replace("sys.argv[1]", "'rnn'"), env)
+    assert list((tmp_path / "numba-cache").rglob("*.nbi")), "nothing was cached"
+    assert lstm_warm == lstm_cold and rnn_warm == rnn_cold
+
+
 # ---- threads, in this process --------------------------------------------------------------
 THREAD_SHAPES = {
-    "rnn": dict(N=8, T=20, D=24, H=32), "lstm": dict(N=8, T=20, D=24, H=32),
+    # rnn and lstm large enough for the packed product (thread pool, per-thread scratch)
+    "rnn": dict(N=16, T=20, D=24, H=128), "lstm": dict(N=16, T=20, D=24, H=64),
     "word_embedding": dict(N=8, T=20, V=50, D=32), "sigmoid": dict(shape=(64, 64)),
     "temporal_affine": dict(N=8, T=20, D=32, M=40),
     "temporal_softmax_loss": dict(N=8, T=20, V=50),

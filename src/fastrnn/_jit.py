@@ -132,6 +132,9 @@ def jit(func=None, *, inline="never", parallel=False):
     if inline != "never":
         options["inline"] = inline
     if parallel:
-        options["parallel"] = True
+        # prange loops only: no array expression or slice assignment becomes a parallel loop
+        options["parallel"] = dict(prange=True, comprehension=False, reduction=False,
+                                   inplace_binop=False, setitem=False, numpy=False,
+                                   stencil=False, fusion=False)
     decorator = numba.njit(**options)
     return decorator if func is None else decorator(func)

@@ -15,6 +15,11 @@ rounding error grows like KC + K/KC instead of K.
 
 Panels are independent, so they are spread over the Numba threads (``prange``); a result never
 depends on the thread count (each element is summed in the same order by whichever thread).
+
+Every function here is ``inline='always'``: its ``prange`` loops become part of the calling kernel,
+which is compiled ``parallel=True`` (prange only).  A cached kernel that *calls* a separately
+compiled parallel function crashes when a new process loads it from the disk cache (a null
+function pointer; numba issues #8578 and #9938), so no parallel function is ever a callee.
 """
 import numba
 import numpy as np
@@ -25,6 +30,7 @@ from numba.extending import intrinsic
 
 from .._jit import VECTOR_BYTES, jit
 from .linalg import gemm
+
 
 MR = 5  # rows per micro-tile: 25, 50 and 100 (the usual batch sizes) split evenly
 KC = 256  # products summed in registers before they are added to the tile
@@ -107,7 +113,7 @@ def _micro_tile(typingctx, a, a_start, lda, rows, bp, b_start, ldb, k_count, til
     return sig, codegen
 
 
-@jit(parallel=True)
+@jit(inline="always")
 def _pack_into(b, out):
     """out[p, k, :] = b[k, p*width:(p+1)*width], zero-padded; b may be ``W.T``."""
     K, P = b.shape
@@ -128,7 +134,7 @@ def _pack_into(b, out):
                     panel[k0:k1, j] = b[k0:k1, p * width + j]
 
 
-@jit
+@jit(inline="always")
 def pack_panels(b, width, scratch):
     """(K, P) -> (ceil(P / width), K, width) column panels, zero-padded, in ``scratch`` when it is
     large enough (a reused buffer spares the page faults of a fresh multi-MB allocation: measured
@@ -142,7 +148,7 @@ def pack_panels(b, width, scratch):
     return out
 
 
-@jit(parallel=True)
+@jit(inline="always")
 def packed_gemm(a, panels, out, accumulate):
     """out (M, P) (+)= a (M, K) @ B, with B given as :func:`pack_panels` of it.
 
@@ -175,7 +181,7 @@ def packed_gemm(a, panels, out, accumulate):
                         row[j] = tile[r * width + j]
 
 
-@jit
+@jit(inline="always")
 def pack_for_product(rows, b, scratch):
     """Panels of b (K, P) for products with ``rows``-row left operands, or an empty array when
     those products are too small for the packed kernel (then :func:`product` uses BLAS).
@@ -188,7 +194,7 @@ def pack_for_product(rows, b, scratch):
     return pack_panels(b, _NR32 if b.itemsize == 4 else _NR64, scratch)
 
 
-@jit
+@jit(inline="always")
 def product(a, b, panels, out, accumulate):
     """out (+)= a @ b, through ``panels = pack_for_product(len(a), b)``."""
     if panels.shape[0]:
@@ -197,7 +203,7 @@ def product(a, b, panels, out, accumulate):
         gemm(a, b, out, accumulate)
 
 
-@jit
+@jit(inline="always")
 def dot_packed(a, b, panels):
     """a (M, K) @ b (K, P) as a new C-contiguous array, given ``panels`` of b (or none)."""
     out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
@@ -205,7 +211,7 @@ def dot_packed(a, b, panels):
     return out
 
 
-@jit
+@jit(inline="always")
 def dot(a, b, scratch):
     """a (M, K) @ b (K, P) as a new C-contiguous array (either operand may be transposed);
     packs b into ``scratch`` (see :func:`pack_for_product`)."""

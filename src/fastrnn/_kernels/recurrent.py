@@ -46,7 +46,7 @@ def _gradient_buffer(scratch, T, N, G):
     return np.empty((T, N, G), dtype=scratch.dtype), scratch
 
 
-@jit
+@jit(parallel=True)
 def rnn_forward(x, h0, Wx, Wh, b, scratch):
     """x (N, T, D), h0 (N, H) -> h (N, T, H) and hs (T+1, N, H) for backward."""
     N, T, D = x.shape
@@ -67,7 +67,7 @@ def rnn_forward(x, h0, Wx, Wh, b, scratch):
     return h, hs
 
 
-@jit
+@jit(parallel=True)
 def rnn_backward(dh, x, hs, Wx, Wh, scratch):
     """dh (N, T, H) upstream grads of every h_t -> dx, dh0, dWx, dWh, db."""
     N, T, H = dh.shape
@@ -91,7 +91,7 @@ def rnn_backward(dh, x, hs, Wx, Wh, scratch):
     return dx, dh_next, dWx, dWh, column_sum(da2)
 
 
-@jit
+@jit(parallel=True)
 def lstm_forward(x, h0, c0, Wx, Wh, b, scratch):
     """x (N, T, D), h0, c0 (N, H) -> h (N, T, H), hs, cs (T+1, N, H), gates (T, N, 4H).
 
@@ -131,7 +131,7 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, scratch):
     return h, hs, cs, gates
 
 
-@jit
+@jit(parallel=True)
 def lstm_backward(dh, dc_last, x, hs, cs, gates, Wx, Wh, scratch):
     """dh (N, T, H), dc_last (N, H) upstream grad of c_T -> dx, dh0, dc0, dWx, dWh, db."""
     N, T, H = dh.shape
