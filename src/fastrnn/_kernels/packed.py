@@ -26,7 +26,7 @@ import numpy as np
 from llvmlite import ir
 from numba import prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .._jit import VECTOR_BYTES, jit
 from .linalg import gemm
@@ -52,9 +52,10 @@ def panel_width(itemsize):
 
 
 @intrinsic
-def _micro_tile(typingctx, a, a_start, lda, rows, bp, b_start, ldb, k_count, tile):
-    """tile[MR, NR] = A[rows of a from a_start, k_count] @ B[k_count, NR] (flat indexing; B's
-    rows are ``ldb`` apart: NR in a packed panel, P when read straight from a C-order matrix).
+def _micro_tile(typingctx, a, a_start, a_rows, a_cols, rows, bp, b_start, ldb, k_count, tile):
+    """tile[MR, NR] = A[MR, k_count] @ B[k_count, NR], flat indexing: A[r, k] is
+    ``a[a_start + r * a_rows + k * a_cols]`` (a C-order or a transposed matrix), B's rows are
+    ``ldb`` apart (NR in a packed panel).
 
     Rows past ``rows`` repeat the last valid row (their results are discarded by the caller),
     so A is never read out of bounds.
@@ -64,10 +65,10 @@ def _micro_tile(typingctx, a, a_start, lda, rows, bp, b_start, ldb, k_count, til
     nr = _VECTORS * lanes
 
     def codegen(context, builder, signature, args):
-        a_arr, a_start, lda, rows, b_arr, b_start, ldb, k_count, tile_arr = args
+        a_arr, a_start, a_rows, a_cols, rows, b_arr, b_start, ldb, k_count, tile_arr = args
         a_data = context.make_array(signature.args[0])(context, builder, a_arr).data
-        b_data = context.make_array(signature.args[4])(context, builder, b_arr).data
-        t_data = context.make_array(signature.args[8])(context, builder, tile_arr).data
+        b_data = context.make_array(signature.args[5])(context, builder, b_arr).data
+        t_data = context.make_array(signature.args[9])(context, builder, tile_arr).data
         i64 = ir.IntType(64)
         ftype = context.get_value_type(dtype)
         vtype = ir.VectorType(ftype, lanes)
@@ -86,16 +87,17 @@ def _micro_tile(typingctx, a, a_start, lda, rows, bp, b_start, ldb, k_count, til
         for r in range(MR):
             rr = ir.Constant(i64, r)
             clamped = builder.select(builder.icmp_signed("<", rr, rows), rr, last)
-            row_start.append(builder.add(a_start, builder.mul(clamped, lda)))
+            row_start.append(builder.add(a_start, builder.mul(clamped, a_rows)))
         accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(_VECTORS)]
                 for _ in range(MR)]
         with cgutils.for_range(builder, k_count) as loop:
             k = loop.index
             b_row = builder.add(b_start, builder.mul(k, ldb))
+            a_k = builder.mul(k, a_cols)
             bs = [builder.load(vector_at(b_data, builder.add(b_row, ir.Constant(i64, v * lanes))),
                                align=align) for v in range(_VECTORS)]
             for r in range(MR):
-                a_rk = builder.load(builder.gep(a_data, [builder.add(row_start[r], k)]))
+                a_rk = builder.load(builder.gep(a_data, [builder.add(row_start[r], a_k)]))
                 one = builder.insert_element(ir.Constant(vtype, ir.Undefined), a_rk,
                                              ir.Constant(ir.IntType(32), 0))
                 splat = builder.shuffle_vector(one, ir.Constant(vtype, ir.Undefined), splat_mask)
@@ -108,8 +110,8 @@ def _micro_tile(typingctx, a, a_start, lda, rows, bp, b_start, ldb, k_count, til
                 builder.store(builder.load(accs[r][v]), target, align=align)
         return context.get_dummy_value()
 
-    sig = types.void(a, types.intp, types.intp, types.intp, bp, types.intp, types.intp,
-                     types.intp, tile)
+    sig = types.void(a, types.intp, types.intp, types.intp, types.intp, bp, types.intp,
+                     types.intp, types.intp, tile)
     return sig, codegen
 
 
@@ -148,16 +150,32 @@ def pack_panels(b, width, scratch):
     return out
 
 
+def _flat_operand(a):
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+@overload(_flat_operand, inline="always")
+def _flat_operand_impl(a):
+    """(the elements of a (M, K) in memory order, step between rows, step between columns):
+    no copy for a C-order matrix or a transposed one (``X.T``); a copy otherwise."""
+    if a.layout == "C":
+        return lambda a: (a.reshape(a.size), a.shape[1], 1)
+    if a.layout == "F":
+        return lambda a: (a.T.reshape(a.size), 1, a.shape[0])
+    return lambda a: (np.ascontiguousarray(a).reshape(a.size), a.shape[1], 1)
+
+
 @jit(inline="always")
 def packed_gemm(a, panels, out, accumulate):
     """out (M, P) (+)= a (M, K) @ B, with B given as :func:`pack_panels` of it.
 
-    a and out are C-contiguous; P is out's width (the panels may be zero-padded past it).
+    a is C-order or transposed (``X.T``); out is C-contiguous; P is out's width (the panels
+    may be zero-padded past it).
     """
     M, K = a.shape
     P = out.shape[1]
     width = panels.shape[2]
-    flat_a = a.reshape(M * K)
+    flat_a, a_rows, a_cols = _flat_operand(a)
     flat_b = panels.reshape(panels.size)
     for p in prange(panels.shape[0]):
         tile = np.empty(MR * width, dtype=a.dtype)
@@ -167,8 +185,8 @@ def packed_gemm(a, panels, out, accumulate):
             rows = min(MR, M - i0)
             tile[:] = 0
             for k0 in range(0, K, KC):
-                _micro_tile(flat_a, i0 * K + k0, K, rows, flat_b, (p * K + k0) * width, width,
-                            min(KC, K - k0), part)
+                _micro_tile(flat_a, i0 * a_rows + k0 * a_cols, a_rows, a_cols, rows, flat_b,
+                            (p * K + k0) * width, width, min(KC, K - k0), part)
                 for q in range(MR * width):
                     tile[q] += part[q]
             for r in range(rows):
@@ -207,7 +225,7 @@ def product(a, b, panels, out, accumulate):
 def dot_packed(a, b, panels):
     """a (M, K) @ b (K, P) as a new C-contiguous array, given ``panels`` of b (or none)."""
     out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
-    product(np.ascontiguousarray(a), b, panels, out, False)
+    product(a, b, panels, out, False)
     return out
 
 
