@@ -8,12 +8,12 @@ ever modified.  Kernels compile on first use for the dtype they meet and are cac
 
 Caches are opaque NamedTuples: a backward function given any other cache raises TypeError.
 """
-import threading
 from typing import NamedTuple
 
 import numpy as np
 
-from ._kernels import activations, embedding, recurrent, softmax
+from ._kernels import activations, affine, embedding, recurrent, softmax
+from ._workspace import scratch_buffer
 from ._validate import (as_float, check_cache, check_index_dtype, check_indices, check_shape,
                         float_dtype)
 from .layers import affine_backward, affine_forward
@@ -72,16 +72,11 @@ class TemporalAffineCache(NamedTuple):
     w: np.ndarray  # (D, M)
 
 
-_SCRATCH = threading.local()
 _SCRATCH_SIZES = {}  # (x.shape, Wh.shape) -> elements; the arithmetic is not free on tiny calls
 
 
 def _scratch(x, Wh):
-    """The calling thread's scratch buffer for a recurrent layer with input x (N, T, D) and
-    Wh (H, G), reused from call to call: fresh multi-MB temporaries each call cost their page
-    faults (measured ~6 ms of a 21 ms float64 LSTM forward at N=25, H=512, and 5 ms of the 36 ms
-    backward).  It grows to the largest layer seen and is kept per thread and dtype (14.5 MiB
-    for N=25, T=16, H=512 float64 LSTM)."""
+    """Scratch for a recurrent layer with input x (N, T, D) and Wh (H, G)."""
     key = (x.shape, Wh.shape)
     size = _SCRATCH_SIZES.get(key)
     if size is None:
@@ -90,11 +85,7 @@ def _scratch(x, Wh):
         N, T, D = x.shape
         H, G = Wh.shape
         size = _SCRATCH_SIZES[key] = recurrent.scratch_size(N, T, D, H, G)
-    buffers = _SCRATCH.__dict__
-    buffer = buffers.get(x.dtype)
-    if buffer is None or buffer.size < size:
-        buffer = buffers[x.dtype] = np.empty(size, dtype=x.dtype)
-    return buffer
+    return scratch_buffer(x.dtype, size)
 
 
 def _recurrent_inputs(x, h0, Wx, Wh, b, gates, h0_name, extra=()):
@@ -329,7 +320,9 @@ def temporal_affine_forward(x, w, b):
     b = check_shape("b", b, (w.shape[1],), ("M",))
     dtype = float_dtype(x, w, b)
     x, w, b = (as_float(a, dtype) for a in (x, w, b))
-    out = (x.reshape(N * T, D) @ w + b).reshape(N, T, w.shape[1])
+    M = w.shape[1]
+    scratch = scratch_buffer(dtype, affine.scratch_size(N * T, D, M))
+    out = affine.affine_forward(x.reshape(N * T, D), w, b, scratch).reshape(N, T, M)
     return out, TemporalAffineCache(x, w)
 
 
@@ -343,7 +336,9 @@ def temporal_affine_backward(dout, cache):
     dtype = float_dtype(dout, x)
     dout2, x2, w = as_float(dout, dtype).reshape(N * T, M), as_float(x, dtype).reshape(N * T, D), \
         as_float(w, dtype)
-    return (dout2 @ w.T).reshape(N, T, D), x2.T @ dout2, dout2.sum(axis=0)
+    scratch = scratch_buffer(dtype, affine.scratch_size(N * T, D, M))
+    dx2, dw, db = affine.affine_backward(dout2, x2, w, scratch)
+    return dx2.reshape(N, T, D), dw, db
 
 
 def temporal_softmax_loss(x, y, mask, verbose=False):
