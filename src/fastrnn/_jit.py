@@ -16,11 +16,13 @@ own flags.  Environment switches are read here, once, when a kernel module is fi
   Python threads may run them at once.
 * Bounds checking follows Numba's own ``NUMBA_BOUNDSCHECK`` switch (CI runs one pass with it).
 
-Matrix products inside kernels call NumPy's own OpenBLAS (``scipy_cblas_?gemm64_`` in the
-``numpy.libs`` of a NumPy wheel) when it is there: measured 1.15-1.4x faster (CPU time, one
-thread) than the older OpenBLAS that SciPy ships and ``np.dot`` inside ``@njit`` uses, at the
-small batch sizes of the recurrent step.  :data:`NUMPY_CBLAS` says whether it was found;
-otherwise the kernels use ``np.dot`` (SciPy's BLAS).  ``FASTRNN_BLAS=scipy`` forces the latter.
+The large matrix products are fastrnn's own (:mod:`fastrnn._kernels.packed`); kernels that run
+them are compiled with ``jit(parallel=True)``, which enables ``prange`` and nothing else (no array
+expression becomes a parallel loop).  Products too small for it call NumPy's own OpenBLAS
+(``scipy_cblas_?gemm64_`` in the ``numpy.libs`` of a NumPy wheel) when it is there: measured
+1.15-1.4x faster (CPU time, one thread) than the older OpenBLAS that SciPy ships and ``np.dot``
+inside ``@njit`` uses.  :data:`NUMPY_CBLAS` says whether it was found; otherwise the kernels use
+``np.dot`` (SciPy's BLAS).  ``FASTRNN_BLAS=scipy`` forces the latter.
 
 Numba's cache checks only the source file of the function it caches, not the helpers it
 inlines from other files (``activations.py`` into ``recurrent.py``): an edited helper would

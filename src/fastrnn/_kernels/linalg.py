@@ -1,4 +1,5 @@
-"""Matrix products for the kernels, and the layout copies around them.
+"""Small matrix products for the kernels (the large ones are :mod:`.packed`), and the layout
+copies around them.
 
 ``gemm`` calls NumPy's own OpenBLAS through its CBLAS interface when :data:`NUMPY_CBLAS` (see
 :mod:`fastrnn._jit`), else ``np.dot`` (SciPy's OpenBLAS).  Tiny products run as a plain loop:

@@ -3,7 +3,8 @@
 Layout (the structure oneDNN / cuDNN use, see shared PERFORMANCE.md):
 
 * The input projection x @ Wx for all T steps is ONE product with M = N*T, before the loop.
-* Per step only h_{t-1} @ Wh, accumulated (BLAS beta = 1) into that time-major projection, then
+* Per step only h_{t-1} @ Wh, accumulated into that time-major projection (the packed product of
+  :mod:`.packed`, Wh packed once per call; BLAS with beta = 1 for tiny sizes), then
   the gate math as short simple loops over one row of a sample (each loop is vectorised by
   LLVM; one fused loop that reads seven arrays and writes four is not).
 * States are stored time-major, ``hs[t]`` (T+1, N, H) with ``hs[0] = h0``, so ``hs[t]`` is the
@@ -11,7 +12,11 @@ Layout (the structure oneDNN / cuDNN use, see shared PERFORMANCE.md):
   dWh after the loop.  The batch-major output h (N, T, H) is a separate array: the caller may
   modify it without changing what backward computes.
 * Backward: per step only the gate gradients dA_t and dA_t @ Whᵀ; after the loop
-  dX = dA @ Wxᵀ, dWx = Xᵀ @ dA, dWh = H_prevᵀ @ dA as three products with M = N*T.
+  dX = dA @ Wxᵀ, dWx = Xᵀ @ dA, dWh = H_prevᵀ @ dA as three products with M = N*T (dWx and dWh
+  share one packing of dA; Xᵀ and H_prevᵀ are read in place).
+* Compiled ``parallel=True`` (prange only): the packed helpers are inlined, so their ``prange``
+  loops run on Numba's thread pool as part of these kernels (see :mod:`.packed` for why no
+  parallel function is called as a separate one).
 * Kept for backward (per sample and step): LSTM 4H activated gates + c + h = 6H numbers,
   RNN H; tanh(c) is recomputed (cheaper than storing it).
 
