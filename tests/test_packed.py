@@ -13,7 +13,8 @@ MR, KC = packed.MR, packed.KC
 def _sizes():
     width = packed.panel_width(4)
     return [
-        (1, 1, 1), (MR, KC, width), (MR + 1, KC + 1, width + 1), (2 * MR - 1, 2 * KC + 3, 3 * width - 5),
+        (1, 1, 1), (MR, KC, width), (MR + 1, KC + 1, width + 1),
+        (2 * MR - 1, 2 * KC + 3, 3 * width - 5),
         (25, 512, 2048), (7, 33, 70), (64, 3, 130),
     ]
 
@@ -59,3 +60,35 @@ def test_dot_chooses_blas_below_the_threshold_with_the_same_result(rng):
     np.testing.assert_allclose(packed.dot(big_a, big_b, np.empty(0)), big_a @ big_b, rtol=1e-12)
     np.testing.assert_allclose(packed.dot(big_b.T, big_a.T, np.empty(0)), big_b.T @ big_a.T,
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_affine_layers_on_the_packed_kernel_match_the_reference(dtype, rng):
+    """Sizes above the kernel threshold (the small ones run NumPy's @ and are covered by the
+    layer tests): temporal affine and affine, forward and backward, against float64."""
+    from fastrnn import layers, reference, rnn_layers
+    N, T, D, M = 6, 5, 70, 130
+    assert packed.PACKED_MIN <= N * T * D * M and packed.PACKED_MIN <= N * D * T * M
+    x = rng.standard_normal((N, T, D))
+    w = rng.standard_normal((D, M))
+    b = rng.standard_normal(M)
+    dout = rng.standard_normal((N, T, M))
+    x4 = rng.standard_normal((N * 5, 2, D // 2))  # affine flattens (2, D/2) to D
+    dout4 = rng.standard_normal((N * 5, M * T))
+    w4 = rng.standard_normal((D // 2 * 2, M * T))
+    b4 = rng.standard_normal(M * T)
+    tol = 1e-12 if dtype == np.float64 else 3e-6
+    cast = [a.astype(dtype) for a in (x, w, b, dout, x4, w4, b4, dout4)]
+    out, cache = rnn_layers.temporal_affine_forward(*cast[:3])
+    grads = rnn_layers.temporal_affine_backward(cast[3], cache)
+    ref_out, ref_cache = reference.temporal_affine_forward(x, w, b)
+    ref_grads = reference.temporal_affine_backward(dout, ref_cache)
+    out4, cache4 = layers.affine_forward(*cast[4:7])
+    grads4 = layers.affine_backward(cast[7], cache4)
+    ref_out4, ref_cache4 = reference.affine_forward(x4, w4, b4)
+    ref_grads4 = reference.affine_backward(dout4, ref_cache4)
+    results = (out, *grads, out4, *grads4)
+    expected = (ref_out, *ref_grads, ref_out4, *ref_grads4)
+    for got, want in zip(results, expected):
+        assert got.dtype == dtype and got.shape == want.shape
+        assert np.max(np.abs(got - want)) <= tol * np.max(np.abs(want))

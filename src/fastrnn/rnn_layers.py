@@ -351,9 +351,13 @@ def temporal_affine_forward(x, w, b):
     dtype = float_dtype(x, w, b)
     x, w, b = (as_float(a, dtype) for a in (x, w, b))
     M = w.shape[1]
-    scratch = scratch_buffer(dtype, affine.scratch_size(N * T, D, M))
-    out = affine.affine_forward(x.reshape(N * T, D), w, b, scratch).reshape(N, T, M)
-    return out, TemporalAffineCache(x, w)
+    x2 = x.reshape(N * T, D)
+    if affine.worth_a_kernel(N * T, D, M):
+        scratch = scratch_buffer(dtype, affine.scratch_size(N * T, D, M))
+        out = affine.affine_forward(x2, w, b, scratch)
+    else:
+        out = x2 @ w + b
+    return out.reshape(N, T, M), TemporalAffineCache(x, w)
 
 
 def temporal_affine_backward(dout, cache):
@@ -366,8 +370,11 @@ def temporal_affine_backward(dout, cache):
     dtype = float_dtype(dout, x)
     dout2, x2, w = as_float(dout, dtype).reshape(N * T, M), as_float(x, dtype).reshape(N * T, D), \
         as_float(w, dtype)
-    scratch = scratch_buffer(dtype, affine.scratch_size(N * T, D, M))
-    dx2, dw, db = affine.affine_backward(dout2, x2, w, scratch)
+    if affine.worth_a_kernel(N * T, D, M):
+        dx2, dw, db = affine.affine_backward(
+            dout2, x2, w, scratch_buffer(dtype, affine.scratch_size(N * T, D, M)))
+    else:
+        dx2, dw, db = dout2 @ w.T, x2.T @ dout2, dout2.sum(axis=0)
     return dx2.reshape(N, T, D), dw, db
 
 

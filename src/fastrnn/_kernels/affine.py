@@ -7,8 +7,14 @@ product of a training step runs on the one pool.
 """
 from .._jit import jit
 from .linalg import column_sum
-from .packed import dot
+from .packed import PACKED_MIN, dot
 from .packed import scratch_size as panels_size
+
+
+def worth_a_kernel(M, D, P):
+    """False for products too small for the packed kernel: NumPy's ``@`` (single-threaded
+    OpenBLAS at that size) then costs ~2 us where the kernel call costs ~5 us."""
+    return M * D * P >= PACKED_MIN
 
 
 def scratch_size(M, D, P):
