@@ -12,11 +12,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._kernels import activations, affine, embedding, recurrent, softmax
+from ._kernels import activations, embedding, recurrent, softmax
 from ._workspace import scratch_buffer
 from ._validate import (as_float, check_cache, check_index_dtype, check_indices, check_shape,
-                        float_dtype)
-from .layers import affine_backward, affine_forward
+                        float_dtype, usable_as_is)
+from .layers import affine_backward, affine_forward, matmul_bias, matmul_bias_backward
 
 __all__ = [
     "affine_forward", "affine_backward",
@@ -88,30 +88,11 @@ def _scratch(x, Wh):
     return scratch_buffer(x.dtype, size)
 
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _usable_as_is(arrays):
-    """True when every array can go to a kernel unchanged: ndarrays of one float dtype,
-    C-contiguous and writeable.  The common case, checked in ~1 us where the full coercion takes
-    ~4 us: tiny problems are all wrapper overhead."""
-    dtype = getattr(arrays[0], "dtype", None)
-    if dtype not in _FLOAT_DTYPES:
-        return False
-    for a in arrays:
-        if type(a) is not np.ndarray or a.dtype != dtype:
-            return False
-        flags = a.flags
-        if not (flags.c_contiguous and flags.writeable):
-            return False
-    return True
-
-
 def _recurrent_inputs(x, h0, Wx, Wh, b, gates, h0_name, extra=()):
     """Validate (x (N, T, D), h0 (N, H), Wx (D, gH), Wh (H, gH), b (gH,)) and coerce them to
     one C-contiguous float dtype.  ``extra`` holds more (name, array) pairs of shape (N, H)."""
     arrays = (x, h0, Wx, Wh, b) + tuple(a for _, a in extra)
-    if _usable_as_is(arrays) and x.ndim == 3 and h0.ndim == 2:
+    if usable_as_is(arrays) and x.ndim == 3 and h0.ndim == 2:
         N, _, D = x.shape
         H = h0.shape[1]
         G = gates * H
@@ -150,7 +131,7 @@ def _upstream(name, grad, state, dims=("N", "T", "H")):
 
 def _backward_arrays(grads, state):
     """Upstream grads and cached arrays in one compute dtype (NumPy promotion of them all)."""
-    if _usable_as_is((state.hs, *grads)):  # the cached arrays are the kernels' own
+    if usable_as_is((state.hs, *grads)):  # the cached arrays are the kernels' own
         arrays = [*grads, *state]
     else:
         dtype = float_dtype(*grads, state.hs)
@@ -350,14 +331,8 @@ def temporal_affine_forward(x, w, b):
     b = check_shape("b", b, (w.shape[1],), ("M",))
     dtype = float_dtype(x, w, b)
     x, w, b = (as_float(a, dtype) for a in (x, w, b))
-    M = w.shape[1]
-    x2 = x.reshape(N * T, D)
-    if affine.worth_a_kernel(N * T, D, M):
-        scratch = scratch_buffer(dtype, affine.scratch_size(N * T, D, M))
-        out = affine.affine_forward(x2, w, b, scratch)
-    else:
-        out = x2 @ w + b
-    return out.reshape(N, T, M), TemporalAffineCache(x, w)
+    out = matmul_bias(x.reshape(N * T, D), w, b)
+    return out.reshape(N, T, w.shape[1]), TemporalAffineCache(x, w)
 
 
 def temporal_affine_backward(dout, cache):
@@ -370,11 +345,7 @@ def temporal_affine_backward(dout, cache):
     dtype = float_dtype(dout, x)
     dout2, x2, w = as_float(dout, dtype).reshape(N * T, M), as_float(x, dtype).reshape(N * T, D), \
         as_float(w, dtype)
-    if affine.worth_a_kernel(N * T, D, M):
-        dx2, dw, db = affine.affine_backward(
-            dout2, x2, w, scratch_buffer(dtype, affine.scratch_size(N * T, D, M)))
-    else:
-        dx2, dw, db = dout2 @ w.T, x2.T @ dout2, dout2.sum(axis=0)
+    dx2, dw, db = matmul_bias_backward(dout2, x2, w)
     return dx2.reshape(N, T, D), dw, db
 
 

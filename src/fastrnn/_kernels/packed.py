@@ -21,7 +21,6 @@ which is compiled ``parallel=True`` (prange only).  A cached kernel that *calls*
 compiled parallel function crashes when a new process loads it from the disk cache (a null
 function pointer; numba issues #8578 and #9938), so no parallel function is ever a callee.
 """
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
@@ -42,13 +41,12 @@ _VECTORS = 4 if VECTOR_BYTES >= 64 else 2  # accumulator vectors per row: MR*_VE
 # and the thread launch cost more than the better blocking saves (measured: 64k loses,
 # 410k gains 1.1-2.3x on two threads).
 PACKED_MIN = 1 << 18
-_NR32 = _VECTORS * VECTOR_BYTES // 4
-_NR64 = _VECTORS * VECTOR_BYTES // 8
 
 
+@jit(inline="always")
 def panel_width(itemsize):
     """NR, the columns of one panel, for a float of ``itemsize`` bytes."""
-    return _NR32 if itemsize == 4 else _NR64
+    return _VECTORS * VECTOR_BYTES // itemsize
 
 
 @intrinsic
@@ -209,7 +207,7 @@ def pack_for_product(rows, b, scratch):
     K, P = b.shape
     if rows * K * P < PACKED_MIN:
         return np.empty((0, K, 1), dtype=b.dtype)
-    return pack_panels(b, _NR32 if b.itemsize == 4 else _NR64, scratch)
+    return pack_panels(b, panel_width(b.itemsize), scratch)
 
 
 @jit(inline="always")
