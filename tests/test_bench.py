@@ -19,7 +19,8 @@ TINY_CASE = "rnn_2x10x3x6_f64"
 def quick_run(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "results.json"
     status = bench.main(["--quick", "--cases", TINY_CASE, "--fast-module", "fastrnn.reference",
-                         "--repeat", "2", "--min-time", "0.002", "--json", str(path)])
+                         "--repeat", "2", "--rounds", "2", "--min-time", "0.002",
+                         "--json", str(path)])
     assert status == 0
     with open(path) as handle:
         return json.load(handle), path
@@ -46,7 +47,9 @@ def test_quick_run_times_and_ratios(quick_run):
     for impl in ("classic", "fastrnn"):
         worker = results["workers"][impl]
         entry = worker["cases"][TINY_CASE]
-        assert len(entry["samples"]) == 2 and entry["seconds"] == min(entry["samples"])
+        # two rounds of two samples, each round in its own process; the best counts
+        assert entry["rounds"] == 2 and len(entry["samples"]) == 4
+        assert entry["seconds"] == min(entry["samples"])
         assert worker["environment"]["requested_threads"] == 2
 
 
@@ -115,3 +118,22 @@ def test_workloads_cover_every_case():
                            case.dtype)
         outputs = bench.numpy_workload(small, reference, bench.make_inputs(small))()
         assert outputs and all(np.all(np.isfinite(value)) for value in outputs.values())
+
+
+def test_rounds_merge_to_the_best_time_and_keep_errors():
+    merged = {"cases": {}}
+    first = {"impl": "fastrnn", "environment": {"python": "3.11"},
+             "cases": {"a": {"seconds": 2.0, "samples": [2.0, 3.0], "number": 1}}}
+    second = {"impl": "fastrnn", "environment": {"python": "other"},
+              "cases": {"a": {"seconds": 1.5, "samples": [1.5, 4.0], "number": 2}}}
+    bench._merge_timing(merged, first, "a")
+    bench._merge_timing(merged, second, "a")
+    assert merged["environment"] == {"python": "3.11"}
+    assert merged["cases"]["a"] == {"seconds": 1.5, "samples": [2.0, 3.0, 1.5, 4.0],
+                                    "number": 2, "rounds": 2}
+    bench._merge_timing(merged, {"worker_error": "exit status -11: boom", "cases": {}}, "b")
+    assert merged["cases"]["b"]["error"] == "exit status -11: boom"
+    assert "worker_error" not in merged
+    later = {"cases": {"b": {"seconds": 2.0, "samples": [2.0], "number": 1}}}
+    bench._merge_timing(merged, later, "b")  # a later round that worked replaces the error
+    assert merged["cases"]["b"] == {"seconds": 2.0, "samples": [2.0], "number": 1, "rounds": 1}

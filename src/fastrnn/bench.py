@@ -10,9 +10,12 @@ step, ``word_embedding_backward``, ``temporal_softmax_loss``) for three implemen
 
 Each implementation runs in its OWN subprocess: OpenBLAS threads and torch's OpenMP threads keep
 spinning after a call, and timing one library right after another in the same process made torch
-look 3x slower (``PERFORMANCE.md``, fact 9).  Compilation and warm-up happen before the timed
-region; each figure is the best of ``k`` samples, a sample being the mean over enough calls to last
-``--min-time`` seconds.  Accuracy (max|err| / max|value| per output against a float64 computation),
+look 3x slower (``PERFORMANCE.md``, fact 9).  Every (case, implementation) gets a fresh process,
+and a case's implementations are timed one right after the other, over ``--rounds`` rounds
+through all cases: this machine's speed drifts by 20-30% over minutes, and side-by-side timing
+keeps the drift out of the ratios.  Compilation and warm-up happen before the timed region; each
+figure is the best over the rounds of ``k`` samples each, a sample being the mean over enough
+calls to last ``--min-time`` seconds.  Accuracy (max|err| / max|value| per output against a float64 computation),
 the bytes ``lstm_forward`` keeps for backward, and start-up times are measured in further
 subprocesses of their own.
 
@@ -692,9 +695,38 @@ def _ratio(numerator, denominator):
     return numerator / denominator
 
 
+def _merge_timing(merged, worker, name):
+    """Adds one worker's timing of case ``name`` to ``merged`` (one implementation, all rounds):
+    the best time over the rounds, every sample kept."""
+    for key, value in worker.items():
+        if key not in ("cases", "worker_error"):  # a crashed worker is one case's error
+            merged.setdefault(key, value)
+    entry = worker.get("cases", {}).get(name)
+    if entry is None:
+        if "worker_error" in worker:
+            entry = {"error": worker["worker_error"]}
+        else:
+            return
+    kept = merged["cases"].get(name)
+    if kept is None or "seconds" not in kept:
+        merged["cases"][name] = dict(entry, rounds=1 if "seconds" in entry else 0)
+    elif "seconds" in entry:
+        kept["samples"] = kept["samples"] + entry["samples"]
+        kept["rounds"] += 1
+        if entry["seconds"] < kept["seconds"]:
+            kept.update(seconds=entry["seconds"], number=entry["number"])
+
+
 def run_benchmarks(cases, *, fast_module=DEFAULT_FAST_MODULE, repeats=7, min_time=0.1,
-                   threads=2, skip=(), quick=False, progress=None):
-    """Measures ``cases`` and returns the results dict that :func:`render_text` prints."""
+                   threads=2, skip=(), quick=False, rounds=2, progress=None):
+    """Measures ``cases`` and returns the results dict that :func:`render_text` prints.
+
+    Every (case, implementation) is timed in a fresh process, the implementations of a case
+    one after the other and the cases in turn, ``rounds`` times over (the order of the
+    implementations reversed every other round): the speed of a shared machine drifts by
+    20-30% over minutes, and timing a case's implementations side by side keeps that drift out
+    of the ratios.  A case's time is the best over all rounds.
+    """
     say = progress or (lambda message: None)
     names = [case.name for case in cases]
     results = {
@@ -702,24 +734,28 @@ def run_benchmarks(cases, *, fast_module=DEFAULT_FAST_MODULE, repeats=7, min_tim
         "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "argv": sys.argv[1:],
         "settings": {"repeats": repeats, "min_time": min_time, "threads": threads,
-                     "quick": quick, "fast_module": fast_module, "skip": sorted(skip)},
+                     "rounds": rounds, "quick": quick, "fast_module": fast_module,
+                     "skip": sorted(skip)},
         "config": {"python": sys.version.split()[0], "platform": platform.platform(),
                    "load_average_at_start": _load_average(),
                    "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "env": _reported_env(),
                    "slow_blas_env": [key for key in SLOW_BLAS_ENV if key in os.environ]},
         "workers": {}, "cases": [],
     }
-    times = {}
+    workers = results["workers"]
     for impl in IMPLEMENTATIONS:
-        if impl in skip:
-            results["workers"][impl] = {"unavailable": "skipped (--skip)", "cases": {}}
-            continue
-        say(f"timing {impl} ...")
-        spec = dict(impl=impl, cases=names, fast_module=fast_module, repeats=repeats,
-                    min_time=min_time, threads=threads)
-        worker = _spawn_worker("time", spec)
-        results["workers"][impl] = worker
-        times[impl] = worker.get("cases", {})
+        workers[impl] = ({"unavailable": "skipped (--skip)", "cases": {}} if impl in skip
+                         else {"cases": {}})
+    for round_ in range(rounds):
+        order = IMPLEMENTATIONS if round_ % 2 == 0 else IMPLEMENTATIONS[::-1]
+        for name in names:
+            timed = [impl for impl in order if "unavailable" not in workers[impl]]
+            say(f"timing round {round_ + 1}/{rounds}: {name} ({', '.join(timed)})")
+            for impl in timed:
+                spec = dict(impl=impl, cases=[name], fast_module=fast_module, repeats=repeats,
+                            min_time=min_time, threads=threads)
+                _merge_timing(workers[impl], _spawn_worker("time", spec), name)
+    times = {impl: workers[impl]["cases"] for impl in IMPLEMENTATIONS}
     accuracy = {}
     if "accuracy" not in skip:
         say("accuracy ...")
@@ -733,8 +769,7 @@ def run_benchmarks(cases, *, fast_module=DEFAULT_FAST_MODULE, repeats=7, min_tim
             worker = results["workers"][impl]
             entry = times.get(impl, {}).get(case.name, {})
             row["times"][impl] = entry.get("seconds")
-            note = (worker.get("unavailable") or worker.get("worker_error") or entry.get("error")
-                    or entry.get("note"))
+            note = worker.get("unavailable") or entry.get("error") or entry.get("note")
             if note:
                 row["notes"][impl] = note
         classic, fast, torch_ = (row["times"][impl] for impl in IMPLEMENTATIONS)
@@ -897,6 +932,12 @@ def _pool_summary(pool):
             f"arch {pool.get('architecture')}")
 
 
+def _samples(settings):
+    rounds = settings.get("rounds", 1)  # results saved before rounds existed had one
+    return (f"{rounds} rounds x {settings['repeats']} samples" if rounds > 1
+            else f"{settings['repeats']} samples")
+
+
 def _config_lines(results):
     config = results["config"]
     settings = results["settings"]
@@ -904,7 +945,7 @@ def _config_lines(results):
         config.get("load_average_at_start"), config.get("load_average_at_end")))
     lines = [f"machine: {config['cpu']}, {config['cpu_count']} CPUs; {config['platform']}; "
              f"1-min load average at start/end {loads}",
-             f"settings: best of {settings['repeats']} samples of >= {settings['min_time']} s; "
+             f"settings: best of {_samples(settings)} of >= {settings['min_time']} s; "
              f"threads {settings['threads']} (torch.set_num_threads, threadpoolctl limits); "
              f"fastrnn module {settings['fast_module']}",
              "env: " + (", ".join(f"{k}={v}" for k, v in config["env"].items()) or "(none of "
@@ -971,7 +1012,7 @@ def render_text(results):
     if _warnings(results):
         out += _warnings(results) + [""]
     out += ["fastrnn bench: forward+backward per call, best of "
-            f"{results['settings']['repeats']} (ratios are speed-ups of fastrnn)"
+            f"{_samples(results['settings'])} (ratios are speed-ups of fastrnn)"
             + _stand_in(results),
             _table(SPEED_HEADER, _speed_rows(results), markdown=False)]
     accuracy_rows = _accuracy_rows(results)
@@ -1003,8 +1044,9 @@ def render_markdown(results):
     if notes:
         out += [""] + [f"- {note}" for note in notes]
     settings = results["settings"]
-    out += ["", f"Times in ms per forward+backward call, best of {settings['repeats']}, each "
-            "implementation in its own process; ratios are fastrnn's speed-ups"
+    out += ["", f"Times in ms per forward+backward call, best of {_samples(settings)}, each "
+            "case's implementations timed in turn, each in its own process; ratios are "
+            "fastrnn's speed-ups"
             f"{_stand_in(results)}. Measured {results['created']}."]
     out += ["", "<details><summary>configuration</summary>", "", "```"]
     out += _config_lines(results)
@@ -1037,6 +1079,10 @@ def _parser():
     parser.add_argument("--repeat", type=int, metavar="K", help="samples per case (default 7)")
     parser.add_argument("--min-time", type=float, metavar="S",
                         help="seconds per sample (default 0.1)")
+    parser.add_argument("--rounds", type=int, metavar="R",
+                        help="times every case is timed, in turn with the other cases, each "
+                             "time in new processes; the best counts (default 2, 1 with "
+                             "--quick)")
     parser.add_argument("--threads", type=int, default=2,
                         help="threads for torch, BLAS and numba (default 2)")
     parser.add_argument("--fast-module", default=DEFAULT_FAST_MODULE, metavar="MODULE",
@@ -1086,9 +1132,12 @@ def main(argv=None):
             print(_slow_blas_warning(slow), file=sys.stderr)
         repeats = args.repeat or (3 if args.quick else 7)
         min_time = args.min_time or (0.02 if args.quick else 0.1)
+        rounds = args.rounds or (1 if args.quick else 2)
+        if repeats < 1 or rounds < 1:
+            parser.error("--repeat and --rounds must be at least 1")
         results = run_benchmarks(
             cases, fast_module=args.fast_module, repeats=repeats, min_time=min_time,
-            threads=args.threads, skip=skip, quick=args.quick,
+            threads=args.threads, skip=skip, quick=args.quick, rounds=rounds,
             progress=lambda message: print(message, file=sys.stderr, flush=True))
 
     if args.json:
