@@ -267,6 +267,26 @@ def test_large_T_rnn_and_lstm_float64(fast, ref, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_row_parallel_gate_math_matches_reference_on_any_thread_count(dtype, fast, ref, rng):
+    """Batches whose step has enough gate values to run its rows on Numba's threads (the
+    packed product too), against the reference; one thread and two give the same bits."""
+    import numba
+    from fastrnn._kernels.recurrent import PARALLEL_GATES_MIN
+    for case, (N, H, G) in ((RNN, (32, 256, 256)), (LSTM, (16, 128, 512))):
+        assert N * G >= PARALLEL_GATES_MIN
+        arrays = case.build(rng, N=N, T=3, D=20, H=H)
+        two = compare(case, fast, ref, arrays, dtype)
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            one = case.run(fast, cast_floats(arrays, dtype))
+        finally:
+            numba.set_num_threads(threads)
+        for a, b in zip(one, two):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_softmax_loss_single_class_is_exactly_zero(dtype, fast, rng):
     """V = 1: softmax is exactly 1, so the loss and every gradient entry are exactly 0
     (the float32 reference gets this; (p - 1)/N must not become round(p/N) - 1/N)."""
