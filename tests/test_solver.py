@@ -2,6 +2,10 @@
 import glob
 import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 
 import h5py
 import numpy as np
@@ -9,7 +13,8 @@ import pytest
 
 from _captioning_helpers import builtin_data, builtin_dir  # noqa: F401 (fixtures)
 from _captioning_helpers import global_random_state  # noqa: F401 (a fixture)
-from fastrnn.captioning_solver import CaptioningSolver, clip_grad_norm, read_checkpoint
+from fastrnn.captioning_solver import (CaptioningSolver, atomic_write_h5, clip_grad_norm,
+                                       read_checkpoint)
 from fastrnn.classifiers.rnn import CaptioningRNN
 
 SMALL = dict(wordvec_dim=16, hidden_dim=24)
@@ -213,6 +218,36 @@ def test_failed_checkpoint_write_leaves_the_previous_one_intact(builtin_data, tm
         assert f.read() == good_bytes
     assert read_checkpoint(path)["attrs"]["epoch"] == 1
     assert os.listdir(tmp_path) == [os.path.basename(path)]  # no temporary file left behind
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL and process ids as used on POSIX")
+def test_a_write_killed_hard_leaves_a_temporary_the_next_write_removes(tmp_path):
+    """SIGKILL in the middle of a checkpoint write: the old file survives, and the orphaned
+    temporary file is deleted by the next write; a live writer's temporary is left alone."""
+    path = tmp_path / "checkpoint.h5"
+    atomic_write_h5(path, lambda h5: h5.create_dataset("old", data=np.arange(3)))
+    child = textwrap.dedent(f"""
+        import os, signal
+        import numpy as np
+        from fastrnn.captioning_solver import atomic_write_h5
+        def write(h5):
+            h5.create_dataset("new", data=np.arange(1000))
+            h5.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        atomic_write_h5({str(path)!r}, write)
+    """)
+    done = subprocess.run([sys.executable, "-c", child], timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    orphans = glob.glob(str(tmp_path / ".checkpoint.h5.*.tmp"))
+    assert len(orphans) == 1
+    with h5py.File(path, "r") as h5:
+        assert list(h5) == ["old"]
+    live = tmp_path / f".checkpoint.h5.{os.getpid()}.abc.tmp"  # a writer still at work
+    live.write_bytes(b"")
+    atomic_write_h5(path, lambda h5: h5.create_dataset("next", data=np.arange(2)))
+    assert not os.path.exists(orphans[0]) and live.exists()
+    with h5py.File(path, "r") as h5:
+        assert list(h5) == ["next"]
 
 
 def test_resume_rejects_a_mismatched_model_or_solver(builtin_data, tmp_path):

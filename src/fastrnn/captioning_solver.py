@@ -18,9 +18,11 @@ A checkpoint (``<checkpoint_dir>/checkpoint.h5``, rewritten at every epoch end) 
 
 It is written to a temporary file in the same directory, flushed to disk, then renamed over
 the old one (``os.replace`` is atomic), so a run killed during the write leaves the previous
-checkpoint intact.  No pickle is involved.
+checkpoint intact.  The temporary file's name holds the writer's process id; a later write
+removes the ones whose process is gone (left by a run killed mid-write).  No pickle is involved.
 """
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -360,6 +362,29 @@ def read_checkpoint(path):
             "history": history}
 
 
+def _process_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # alive under another user, or cannot tell: keep
+        return True
+    return True
+
+
+def _remove_orphaned_temporaries(directory, prefix):
+    """Delete ``prefix<pid>.*.tmp`` files in ``directory`` whose writing process is gone: what a
+    run killed in the middle of :func:`atomic_write_h5` leaves.  A live writer's file (this
+    process's or another's) is left alone.  POSIX only (process ids are checked with kill 0)."""
+    if os.name != "posix":
+        return
+    for stale in glob.glob(os.path.join(glob.escape(directory), glob.escape(prefix) + "*.tmp")):
+        pid = os.path.basename(stale)[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) > 0 and not _process_exists(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(stale)
+
+
 def atomic_write_h5(path, write):
     """Call ``write(h5file)`` on a new HDF5 file that then replaces ``path`` atomically.
 
@@ -372,7 +397,9 @@ def atomic_write_h5(path, write):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+    prefix = "." + os.path.basename(path) + "."
+    _remove_orphaned_temporaries(directory, prefix)
+    fd, tmp_path = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=".tmp",
                                     dir=directory)
     os.close(fd)
     try:
