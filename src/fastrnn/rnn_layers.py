@@ -88,6 +88,22 @@ def _scratch(x, Wh):
     return scratch_buffer(x.dtype, size)
 
 
+_ZEROS = {}  # (shape, dtype) -> a private array of zeros, never written (see _zeros)
+
+
+def _zeros(shape, dtype):
+    """Zeros for the kernels' c0 / dc_T arguments, which they only read: one private array per
+    shape and dtype instead of a new one per call (np.zeros_like costs ~1 us, a tiny LSTM call
+    ~12 us)."""
+    key = (shape, dtype)
+    zeros = _ZEROS.get(key)
+    if zeros is None:
+        if len(_ZEROS) > 1024:
+            _ZEROS.clear()
+        zeros = _ZEROS[key] = np.zeros(shape, dtype=dtype)
+    return zeros
+
+
 def _recurrent_inputs(x, h0, Wx, Wh, b, gates, h0_name, extra=()):
     """Validate (x (N, T, D), h0 (N, H), Wx (D, gH), Wh (H, gH), b (gH,)) and coerce them to
     one C-contiguous float dtype.  ``extra`` holds more (name, array) pairs of shape (N, H)."""
@@ -96,9 +112,9 @@ def _recurrent_inputs(x, h0, Wx, Wh, b, gates, h0_name, extra=()):
         N, _, D = x.shape
         H = h0.shape[1]
         G = gates * H
-        if (h0.shape[0] == N and Wx.shape == (D, G) and Wh.shape == (H, G) and b.shape == (G,)
-                and all(a.shape == (N, H) for _, a in extra)):
-            return list(arrays)
+        if h0.shape[0] == N and Wx.shape == (D, G) and Wh.shape == (H, G) and b.shape == (G,):
+            if not extra or all(a.shape == (N, H) for _, a in extra):
+                return arrays
     x = check_shape("x", x, (None, None, None), ("N", "T", "D"))
     N, _, D = x.shape
     h0 = check_shape(h0_name, h0, (N, None), ("N", "H"))
@@ -244,7 +260,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
     cache : LSTMCache, for :func:`lstm_backward`
     """
     x, h0, Wx, Wh, b = _recurrent_inputs(x, h0, Wx, Wh, b, 4, "h0")
-    h, hs, cs, gates = recurrent.lstm_forward(x, h0, np.zeros_like(h0), Wx, Wh, b,
+    h, hs, cs, gates = recurrent.lstm_forward(x, h0, _zeros(h0.shape, h0.dtype), Wx, Wh, b,
                                               _scratch(x, Wh))
     return h, LSTMCache(x, hs, cs, gates, Wx, Wh)
 
@@ -254,7 +270,8 @@ def lstm_backward(dh, cache):
     check_cache(cache, LSTMCache, "lstm_backward")
     dh, *state = _backward_arrays([_upstream("dh", dh, cache)], cache)
     # No upstream gradient reaches the last cell state of a sequence.
-    dx, dh0, _, dWx, dWh, db = recurrent.lstm_backward(dh, np.zeros_like(dh[:, 0]), *state)
+    dx, dh0, _, dWx, dWh, db = recurrent.lstm_backward(
+        dh, _zeros((dh.shape[0], dh.shape[2]), dh.dtype), *state)
     return dx, dh0, dWx, dWh, db
 
 
