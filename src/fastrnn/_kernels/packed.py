@@ -13,8 +13,9 @@ Summation: each output accumulates at most KC products in one register, then the
 are added to the tile, so a long dot product (K = 4H in backward) is summed in blocks; the
 rounding error grows like KC + K/KC instead of K.
 
-Panels are independent, so they are spread over the Numba threads (``prange``); a result never
-depends on the thread count (each element is summed in the same order by whichever thread).
+Panels are independent, so they are spread over the Numba threads (``prange``); when there are
+too few of them to share out evenly, each panel's rows are split too.  A result never depends on
+the thread count (each element is summed in the same order by whichever thread).
 
 Every function here is ``inline='always'``: its ``prange`` loops become part of the calling kernel,
 which is compiled ``parallel=True`` (prange only).  A cached kernel that *calls* a separately
@@ -36,6 +37,8 @@ KC = 256  # products summed in registers before they are added to the tile
 _VECTORS = 4 if VECTOR_BYTES >= 64 else 2  # accumulator vectors per row: MR*_VECTORS + _VECTORS
 #                                             + 1 registers, within 32 (AVX-512) / 16 (AVX2)
 
+
+TASKS_MIN = 4  # (panel, rows) tasks a product is split into at least, where its rows allow
 
 # Below this many multiply-adds per product, OpenBLAS (or the plain loop) wins: the tile set-up
 # and the thread launch cost more than the better blocking saves (measured: 64k loses,
@@ -175,11 +178,20 @@ def packed_gemm(a, panels, out, accumulate):
     width = panels.shape[2]
     flat_a, a_rows, a_cols = _flat_operand(a)
     flat_b = panels.reshape(panels.size)
-    for p in prange(panels.shape[0]):
+    n_panels = panels.shape[0]
+    blocks = (M + MR - 1) // MR
+    # Few panels (a 30-column product has one): split each panel's rows too, so that there
+    # are TASKS_MIN tasks or more to share out over the threads.  (Numba's get_num_threads
+    # would make the kernels uncacheable.)
+    chunks = max(1, min((TASKS_MIN + n_panels - 1) // n_panels, blocks))
+    for task in prange(n_panels * chunks):
+        p = task // chunks
+        chunk = task - p * chunks
         tile = np.empty(MR * width, dtype=a.dtype)
         part = np.empty(MR * width, dtype=a.dtype)
         cols = min(width, P - p * width)
-        for i0 in range(0, M, MR):
+        for block in range(chunk * blocks // chunks, (chunk + 1) * blocks // chunks):
+            i0 = block * MR
             rows = min(MR, M - i0)
             tile[:] = 0
             for k0 in range(0, K, KC):
