@@ -239,3 +239,33 @@ def test_thread_check_detects_shared_buffer(rng):
     sigmoid(arrays[1]["x"])
     with pytest.raises(AssertionError):
         assert_bitwise_equal([first], [1 / (1 + np.exp(-arrays[0]["x"]))], ["out"])
+
+
+PARALLEL_OPTIONS_SCRIPT = textwrap.dedent("""
+    import json
+    import numpy as np
+    from numba import prange
+    from fastrnn._jit import jit
+
+    @jit(parallel=True)
+    def kernel(x):
+        ones = np.ones(x.size, dtype=x.dtype)  # must stay a plain loop: prange only
+        total = 0.0
+        for i in prange(x.size):
+            total += x[i]
+        return ones, total
+
+    for dtype in (np.float32, np.float64, np.float32):
+        kernel(np.zeros(3, dtype))
+    print(json.dumps([len(cres.metadata["parfor_diagnostics"].initial_parfors)
+                      for cres in kernel.overloads.values()]))
+""")
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="nothing is compiled with NUMBA_DISABLE_JIT")
+def test_every_signature_of_a_parallel_kernel_runs_prange_loops_only():
+    """Each dtype a kernel compiles for gets the prange-only options.  Numba used to consume
+    an options dict on the first compilation, so the second dtype of a process got every
+    array expression as a parallel loop (a thread launch per np.ones on every call)."""
+    counts = run_python(PARALLEL_OPTIONS_SCRIPT, {"FASTRNN_NO_CACHE": "1"})
+    assert counts == [1, 1]  # the prange loop, for both float32 and float64

@@ -127,6 +127,21 @@ if CACHE:
     _stamp_whole_kernel_package()
 
 
+def _prange_only():
+    """Parallel options: prange loops only, no array expression or slice assignment becomes a
+    parallel loop.
+
+    An options *object*, not a dict: Numba pops the keys of a dict as it reads them, so only
+    the first signature a kernel compiled in a process got these options, and every later one
+    (float64 after float32, say) was compiled with all of them on.  Its ``np.ones`` and slice
+    copies then became parallel loops, started on every call: a tiny LSTM forward + backward
+    took 51-100 us instead of 17, depending on which dtype a process compiled first."""
+    from numba.core.cpu_options import ParallelOptions
+    return ParallelOptions(dict(prange=True, comprehension=False, reduction=False,
+                                inplace_binop=False, setitem=False, numpy=False, stencil=False,
+                                fusion=False))
+
+
 def jit(func=None, *, inline="never", parallel=False):
     """``numba.njit`` with fastrnn's options; ``inline='always'`` for tiny scalar helpers,
     ``parallel=True`` for the few kernels that split work over threads with ``prange``."""
@@ -134,9 +149,6 @@ def jit(func=None, *, inline="never", parallel=False):
     if inline != "never":
         options["inline"] = inline
     if parallel:
-        # prange loops only: no array expression or slice assignment becomes a parallel loop
-        options["parallel"] = dict(prange=True, comprehension=False, reduction=False,
-                                   inplace_binop=False, setitem=False, numpy=False,
-                                   stencil=False, fusion=False)
+        options["parallel"] = _prange_only()
     decorator = numba.njit(**options)
     return decorator if func is None else decorator(func)
