@@ -88,6 +88,11 @@ def test_unpublishable_runs_are_flagged(quick_run):
     results["config"] = dict(results["config"], slow_blas_env=["OPENBLAS_CORETYPE"])
     assert bench.render_text(results).startswith("WARNING: OPENBLAS_CORETYPE set")
     assert "WARNING: OPENBLAS_CORETYPE set" in bench.render_markdown(results)
+    idle = dict(quick_run[0]["config"], load_average_at_start=[0.2, 0.3, 0.3],
+                load_average_at_end=[1.9, 1.0, 0.5])   # the end counts the bench itself
+    assert "WARNING: load average" not in bench.render_text(dict(results, config=idle))
+    busy = dict(idle, load_average_at_start=[1.6, 1.2, 1.0])
+    assert "WARNING: load average 1.6 on" in bench.render_text(dict(results, config=busy))
 
 
 def test_case_selection_and_list(capsys):
