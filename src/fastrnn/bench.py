@@ -15,9 +15,9 @@ and a case's implementations are timed one right after the other, over ``--round
 through all cases: this machine's speed drifts by 20-30% over minutes, and side-by-side timing
 keeps the drift out of the ratios.  Compilation and warm-up happen before the timed region; each
 figure is the best over the rounds of ``k`` samples each, a sample being the mean over enough
-calls to last ``--min-time`` seconds.  Accuracy (max|err| / max|value| per output against a float64 computation),
-the bytes ``lstm_forward`` keeps for backward, and start-up times are measured in further
-subprocesses of their own.
+calls to last ``--min-time`` seconds.  Accuracy (max|err| / max|value| per output against a
+float64 computation), the bytes ``lstm_forward`` keeps for backward, and start-up times are
+measured in further subprocesses of their own.
 
 Benchmark with OpenBLAS on its native kernels::
 
@@ -755,7 +755,6 @@ def run_benchmarks(cases, *, fast_module=DEFAULT_FAST_MODULE, repeats=7, min_tim
                 spec = dict(impl=impl, cases=[name], fast_module=fast_module, repeats=repeats,
                             min_time=min_time, threads=threads)
                 _merge_timing(workers[impl], _spawn_worker("time", spec), name)
-    times = {impl: workers[impl]["cases"] for impl in IMPLEMENTATIONS}
     accuracy = {}
     if "accuracy" not in skip:
         say("accuracy ...")
@@ -766,8 +765,8 @@ def run_benchmarks(cases, *, fast_module=DEFAULT_FAST_MODULE, repeats=7, min_tim
         row["label"] = case.label
         row["times"], row["notes"] = {}, {}
         for impl in IMPLEMENTATIONS:
-            worker = results["workers"][impl]
-            entry = times.get(impl, {}).get(case.name, {})
+            worker = workers[impl]
+            entry = worker["cases"].get(case.name, {})
             row["times"][impl] = entry.get("seconds")
             note = worker.get("unavailable") or entry.get("error") or entry.get("note")
             if note:
@@ -861,14 +860,13 @@ SPEED_HEADER = ["case (N, T, D, H, dtype)", "classic ms", "fastrnn ms", "torch m
 
 def _notes(results):
     notes = []
+    # A worker that crashed is an error of its one case (see _merge_timing), not of its pool.
     for impl, worker in results["workers"].items():
-        reason = worker.get("unavailable") or worker.get("worker_error")
-        if reason:
-            notes.append(f"{impl}: {reason}")
+        if worker.get("unavailable"):
+            notes.append(f"{impl}: {worker['unavailable']}")
     for row in results["cases"]:
         for impl, note in row["notes"].items():
-            worker = results["workers"].get(impl, {})
-            if note not in (worker.get("unavailable"), worker.get("worker_error")):
+            if note != results["workers"].get(impl, {}).get("unavailable"):
                 notes.append(f"{row['label']}, {impl}: {note}")
     return notes
 

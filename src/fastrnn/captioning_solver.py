@@ -367,7 +367,7 @@ def _process_exists(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):  # alive under another user, or cannot tell: keep
+    except OSError:  # alive under another user (PermissionError), or cannot tell: keep
         return True
     return True
 

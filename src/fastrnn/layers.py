@@ -58,19 +58,27 @@ def affine_backward(dout, cache):
     return dx.reshape(x.shape), dw, db
 
 
-def matmul_bias(x, w, b):
-    """x (M, D) @ w (D, P) + b (P,) for C-contiguous arrays of one float dtype: the packed
-    kernel when the product is large enough to gain, NumPy's ``@`` otherwise (~2 us against the
-    kernel call's ~5 us on tiny products)."""
+def _kernel_scratch(x, w):
+    """Scratch for the packed kernel on x (M, D) @ w (D, P), or None when the product is too small
+    to gain from it: NumPy's ``@`` then costs ~2 us against the kernel call's ~5 us."""
     (M, D), P = x.shape, w.shape[1]
     if not affine.worth_a_kernel(M, D, P):
+        return None
+    return scratch_buffer(x.dtype, affine.scratch_size(M, D, P))
+
+
+def matmul_bias(x, w, b):
+    """x (M, D) @ w (D, P) + b (P,) for C-contiguous arrays of one float dtype: the packed
+    kernel when the product is large enough to gain, NumPy's ``@`` otherwise."""
+    scratch = _kernel_scratch(x, w)
+    if scratch is None:
         return x @ w + b
-    return affine.affine_forward(x, w, b, scratch_buffer(x.dtype, affine.scratch_size(M, D, P)))
+    return affine.affine_forward(x, w, b, scratch)
 
 
 def matmul_bias_backward(dout, x, w):
     """The gradients (dx, dw, db) of :func:`matmul_bias` for an upstream ``dout`` (M, P)."""
-    (M, D), P = x.shape, w.shape[1]
-    if not affine.worth_a_kernel(M, D, P):
+    scratch = _kernel_scratch(x, w)
+    if scratch is None:
         return dout @ w.T, x.T @ dout, dout.sum(axis=0)
-    return affine.affine_backward(dout, x, w, scratch_buffer(x.dtype, affine.scratch_size(M, D, P)))
+    return affine.affine_backward(dout, x, w, scratch)

@@ -8,6 +8,7 @@ ever modified.  Kernels compile on first use for the dtype they meet and are cac
 
 Caches are opaque NamedTuples: a backward function given any other cache raises TypeError.
 """
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -72,36 +73,24 @@ class TemporalAffineCache(NamedTuple):
     w: np.ndarray  # (D, M)
 
 
-_SCRATCH_SIZES = {}  # (x.shape, Wh.shape) -> elements; the arithmetic is not free on tiny calls
+@functools.lru_cache(maxsize=1024)
+def _scratch_size(x_shape, Wh_shape):
+    """Scratch elements for input x (N, T, D) and Wh (H, G): memoised, the arithmetic is not
+    free on tiny calls."""
+    return recurrent.scratch_size(*x_shape, *Wh_shape)
 
 
 def _scratch(x, Wh):
     """Scratch for a recurrent layer with input x (N, T, D) and Wh (H, G)."""
-    key = (x.shape, Wh.shape)
-    size = _SCRATCH_SIZES.get(key)
-    if size is None:
-        if len(_SCRATCH_SIZES) > 1024:
-            _SCRATCH_SIZES.clear()
-        N, T, D = x.shape
-        H, G = Wh.shape
-        size = _SCRATCH_SIZES[key] = recurrent.scratch_size(N, T, D, H, G)
-    return scratch_buffer(x.dtype, size)
+    return scratch_buffer(x.dtype, _scratch_size(x.shape, Wh.shape))
 
 
-_ZEROS = {}  # (shape, dtype) -> a private array of zeros, never written (see _zeros)
-
-
+@functools.lru_cache(maxsize=1024)
 def _zeros(shape, dtype):
     """Zeros for the kernels' c0 / dc_T arguments, which they only read: one private array per
     shape and dtype instead of a new one per call (np.zeros_like costs ~1 us, a tiny LSTM call
     ~12 us)."""
-    key = (shape, dtype)
-    zeros = _ZEROS.get(key)
-    if zeros is None:
-        if len(_ZEROS) > 1024:
-            _ZEROS.clear()
-        zeros = _ZEROS[key] = np.zeros(shape, dtype=dtype)
-    return zeros
+    return np.zeros(shape, dtype=dtype)
 
 
 def _recurrent_inputs(x, h0, Wx, Wh, b, gates, h0_name, extra=()):
