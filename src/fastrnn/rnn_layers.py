@@ -75,14 +75,44 @@ class TemporalAffineCache(NamedTuple):
 
 @functools.lru_cache(maxsize=1024)
 def _scratch_size(x_shape, Wh_shape):
-    """Scratch elements for input x (N, T, D) and Wh (H, G): memoised, the arithmetic is not
-    free on tiny calls."""
-    return recurrent.scratch_size(*x_shape, *Wh_shape)
+    """Scratch elements for a recurrent layer with input x (N, T, D) and Wh (H, G), or None
+    when it runs the tiny kernels (which take none): memoised, tiny calls are all overhead."""
+    N, T, D = x_shape
+    H, G = Wh_shape
+    if recurrent.is_small(N, D, H, G):
+        return None
+    return recurrent.scratch_size(N, T, D, H, G)
 
 
-def _scratch(x, Wh):
-    """Scratch for a recurrent layer with input x (N, T, D) and Wh (H, G)."""
-    return scratch_buffer(x.dtype, _scratch_size(x.shape, Wh.shape))
+def _run(kernel, small_kernel, arrays, x, Wh):
+    """``kernel(*arrays, scratch)``, or ``small_kernel(*arrays)`` for a tiny layer; x (N, T, D)
+    and Wh (H, G) are the layer's input and recurrent weights, in the compute dtype."""
+    size = _scratch_size(x.shape, Wh.shape)
+    if size is None:
+        return small_kernel(*arrays)
+    return kernel(*arrays, scratch_buffer(x.dtype, size))
+
+
+def _rnn_forward(arrays):
+    """The RNN forward kernel on (x, h0, Wx, Wh, b)."""
+    return _run(recurrent.rnn_forward, recurrent.rnn_forward_small, arrays, arrays[0], arrays[3])
+
+
+def _rnn_backward(arrays):
+    """The RNN backward kernel on (dh, x, hs, Wx, Wh)."""
+    return _run(recurrent.rnn_backward, recurrent.rnn_backward_small, arrays, arrays[1], arrays[4])
+
+
+def _lstm_forward(arrays):
+    """The LSTM forward kernel on (x, h0, c0, Wx, Wh, b)."""
+    return _run(recurrent.lstm_forward, recurrent.lstm_forward_small, arrays, arrays[0],
+                arrays[4])
+
+
+def _lstm_backward(arrays):
+    """The LSTM backward kernel on (dh, dc_T, x, hs, cs, gates, Wx, Wh)."""
+    return _run(recurrent.lstm_backward, recurrent.lstm_backward_small, arrays, arrays[2],
+                arrays[7])
 
 
 @functools.lru_cache(maxsize=1024)
@@ -96,13 +126,14 @@ def _zeros(shape, dtype):
 def _recurrent_inputs(x, h0, Wx, Wh, b, gates, h0_name, extra=()):
     """Validate (x (N, T, D), h0 (N, H), Wx (D, gH), Wh (H, gH), b (gH,)) and coerce them to
     one C-contiguous float dtype.  ``extra`` holds more (name, array) pairs of shape (N, H)."""
-    arrays = (x, h0, Wx, Wh, b) + tuple(a for _, a in extra)
-    if usable_as_is(arrays) and x.ndim == 3 and h0.ndim == 2:
-        N, _, D = x.shape
-        H = h0.shape[1]
-        G = gates * H
-        if h0.shape[0] == N and Wx.shape == (D, G) and Wh.shape == (H, G) and b.shape == (G,):
-            if not extra or all(a.shape == (N, H) for _, a in extra):
+    arrays = (x, h0, Wx, Wh, b) + tuple(a for _, a in extra) if extra else (x, h0, Wx, Wh, b)
+    if usable_as_is(arrays):
+        # The common case in a few tuple comparisons (tiny problems are all wrapper overhead).
+        x_shape, h0_shape = x.shape, h0.shape
+        if len(x_shape) == 3 and len(h0_shape) == 2 and h0_shape[0] == x_shape[0]:
+            G = gates * h0_shape[1]
+            if Wx.shape == (x_shape[2], G) and Wh.shape == (h0_shape[1], G) and \
+                    b.shape == (G,) and all(a.shape == h0_shape for _, a in extra):
                 return arrays
     x = check_shape("x", x, (None, None, None), ("N", "T", "D"))
     N, _, D = x.shape
@@ -110,8 +141,6 @@ def _recurrent_inputs(x, h0, Wx, Wh, b, gates, h0_name, extra=()):
     H = h0.shape[1]
     G = gates * H
     rest = [np.asarray(a) for a in (Wx, Wh, b, *(a for _, a in extra))]
-    # One tuple comparison in the common case (tiny problems are all wrapper overhead); the
-    # per-argument checks below only run to word the error.
     if tuple(a.shape for a in rest) != ((D, G), (H, G), (G,)) + ((N, H),) * len(extra):
         gH = "H" if gates == 1 else f"{gates}H"
         check_shape("Wx", Wx, (D, G), ("D", gH))
@@ -131,17 +160,18 @@ def _step_input(x):
 def _upstream(name, grad, state, dims=("N", "T", "H")):
     """Validate an upstream gradient's shape against the cached states."""
     T1, N, H = state.hs.shape
-    return check_shape(name, grad, (N, T1 - 1, H) if len(dims) == 3 else (N, H), dims)
+    shape = (N, T1 - 1, H) if len(dims) == 3 else (N, H)
+    if type(grad) is np.ndarray and grad.shape == shape:
+        return grad
+    return check_shape(name, grad, shape, dims)
 
 
 def _backward_arrays(grads, state):
     """Upstream grads and cached arrays in one compute dtype (NumPy promotion of them all)."""
     if usable_as_is((state.hs, *grads)):  # the cached arrays are the kernels' own
-        arrays = [*grads, *state]
-    else:
-        dtype = float_dtype(*grads, state.hs)
-        arrays = [as_float(a, dtype) for a in (*grads, *state)]
-    return arrays + [_scratch(arrays[len(grads)], arrays[-1])]
+        return (*grads, *state)
+    dtype = float_dtype(*grads, state.hs)
+    return tuple(as_float(a, dtype) for a in (*grads, *state))
 
 
 # ---------------------------------------------------------------------------- vanilla RNN
@@ -161,7 +191,7 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     cache : RNNStepCache, for :func:`rnn_step_backward`
     """
     x, h0, Wx, Wh, b = _recurrent_inputs(_step_input(x), prev_h, Wx, Wh, b, 1, "prev_h")
-    h, hs = recurrent.rnn_forward(x, h0, Wx, Wh, b, _scratch(x, Wh))
+    h, hs = _rnn_forward((x, h0, Wx, Wh, b))
     return h[:, 0, :], RNNStepCache(x, hs, Wx, Wh)
 
 
@@ -169,7 +199,7 @@ def rnn_step_backward(dnext_h, cache):
     """dnext_h (N, H) -> dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)."""
     check_cache(cache, RNNStepCache, "rnn_step_backward")
     dh = _upstream("dnext_h", dnext_h, cache, ("N", "H"))[:, None, :]
-    dx, dprev_h, dWx, dWh, db = recurrent.rnn_backward(*_backward_arrays([dh], cache))
+    dx, dprev_h, dWx, dWh, db = _rnn_backward(_backward_arrays((dh,), cache))
     return dx[:, 0, :], dprev_h, dWx, dWh, db
 
 
@@ -188,14 +218,14 @@ def rnn_forward(x, h0, Wx, Wh, b):
     cache : RNNCache, for :func:`rnn_backward`
     """
     x, h0, Wx, Wh, b = _recurrent_inputs(x, h0, Wx, Wh, b, 1, "h0")
-    h, hs = recurrent.rnn_forward(x, h0, Wx, Wh, b, _scratch(x, Wh))
+    h, hs = _rnn_forward((x, h0, Wx, Wh, b))
     return h, RNNCache(x, hs, Wx, Wh)
 
 
 def rnn_backward(dh, cache):
     """dh (N, T, H) upstream grads of each h_t -> dx (N, T, D), dh0 (N, H), dWx, dWh, db."""
     check_cache(cache, RNNCache, "rnn_backward")
-    return recurrent.rnn_backward(*_backward_arrays([_upstream("dh", dh, cache)], cache))
+    return _rnn_backward(_backward_arrays((_upstream("dh", dh, cache),), cache))
 
 
 # ---------------------------------------------------------------------------- LSTM
@@ -216,7 +246,7 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     """
     x, h0, Wx, Wh, b, c0 = _recurrent_inputs(
         _step_input(x), prev_h, Wx, Wh, b, 4, "prev_h", extra=[("prev_c", prev_c)])
-    h, hs, cs, gates = recurrent.lstm_forward(x, h0, c0, Wx, Wh, b, _scratch(x, Wh))
+    h, hs, cs, gates = _lstm_forward((x, h0, c0, Wx, Wh, b))
     # The returned next_c is a copy: the cache's cs must not change if the caller edits it.
     return h[:, 0, :], cs[1].copy(), LSTMStepCache(x, hs, cs, gates, Wx, Wh)
 
@@ -229,8 +259,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     check_cache(cache, LSTMStepCache, "lstm_step_backward")
     dh = _upstream("dnext_h", dnext_h, cache, ("N", "H"))[:, None, :]
     dc = _upstream("dnext_c", dnext_c, cache, ("N", "H"))
-    dx, dprev_h, dprev_c, dWx, dWh, db = recurrent.lstm_backward(
-        *_backward_arrays([dh, dc], cache))
+    dx, dprev_h, dprev_c, dWx, dWh, db = _lstm_backward(_backward_arrays((dh, dc), cache))
     return dx[:, 0, :], dprev_h, dprev_c, dWx, dWh, db
 
 
@@ -249,18 +278,17 @@ def lstm_forward(x, h0, Wx, Wh, b):
     cache : LSTMCache, for :func:`lstm_backward`
     """
     x, h0, Wx, Wh, b = _recurrent_inputs(x, h0, Wx, Wh, b, 4, "h0")
-    h, hs, cs, gates = recurrent.lstm_forward(x, h0, _zeros(h0.shape, h0.dtype), Wx, Wh, b,
-                                              _scratch(x, Wh))
+    h, hs, cs, gates = _lstm_forward((x, h0, _zeros(h0.shape, h0.dtype), Wx, Wh, b))
     return h, LSTMCache(x, hs, cs, gates, Wx, Wh)
 
 
 def lstm_backward(dh, cache):
     """dh (N, T, H) -> dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)."""
     check_cache(cache, LSTMCache, "lstm_backward")
-    dh, *state = _backward_arrays([_upstream("dh", dh, cache)], cache)
+    dh, *state = _backward_arrays((_upstream("dh", dh, cache),), cache)
     # No upstream gradient reaches the last cell state of a sequence.
-    dx, dh0, _, dWx, dWh, db = recurrent.lstm_backward(
-        dh, _zeros((dh.shape[0], dh.shape[2]), dh.dtype), *state)
+    dx, dh0, _, dWx, dWh, db = _lstm_backward(
+        (dh, _zeros((dh.shape[0], dh.shape[2]), dh.dtype), *state))
     return dx, dh0, dWx, dWh, db
 
 

@@ -88,7 +88,19 @@ def column_sum(a):
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
             acc[j] += a[i, j]
-    return acc.astype(a.dtype)
+    return as_dtype_of(acc, a)
+
+
+def as_dtype_of(a, like):
+    """a in like's dtype: a itself when it already is (``astype`` always copies)."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+@overload(as_dtype_of, inline="always")
+def _as_dtype_of(a, like):
+    if a.dtype == like.dtype:
+        return lambda a, like: a
+    return lambda a, like: a.astype(like.dtype)
 
 
 @jit
