@@ -38,7 +38,7 @@ _VECTORS = 4 if VECTOR_BYTES >= 64 else 2  # accumulator vectors per row: MR*_VE
 #                                             + 1 registers, within 32 (AVX-512) / 16 (AVX2)
 
 
-TASKS_MIN = 4  # (panel, rows) tasks a product is split into at least, where its rows allow
+TASKS_MIN = 8  # (panel, rows) tasks a product is split into at least, where its rows allow
 
 # Below this many multiply-adds per product, OpenBLAS (or the plain loop) wins: the tile set-up
 # and the thread launch cost more than the better blocking saves (measured: 64k loses,
@@ -193,8 +193,11 @@ def packed_gemm(a, panels, out, accumulate):
         for block in range(chunk * blocks // chunks, (chunk + 1) * blocks // chunks):
             i0 = block * MR
             rows = min(MR, M - i0)
-            tile[:] = 0
-            for k0 in range(0, K, KC):
+            # The first KC products straight into the tile, the next ones added block by block
+            # (a short K is then a single pass: measured 46 -> 28 us at M=160, K=30, P=160).
+            _micro_tile(flat_a, i0 * a_rows, a_rows, a_cols, rows, flat_b, p * K * width, width,
+                        min(KC, K), tile)
+            for k0 in range(KC, K, KC):
                 _micro_tile(flat_a, i0 * a_rows + k0 * a_cols, a_rows, a_cols, rows, flat_b,
                             (p * K + k0) * width, width, min(KC, K - k0), part)
                 for q in range(MR * width):
