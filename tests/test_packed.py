@@ -1,20 +1,22 @@
 """The packed small-batch product (fastrnn._kernels.packed) on its own: every edge of its tiling
-(rows not a multiple of MR, columns not a multiple of the panel width, K across the KC blocks),
-C-order and transposed left operands, accumulate or overwrite, scratch large or too small."""
+(rows not a multiple of MR, columns not a multiple of the panel width, K across the KC blocks of
+either dtype), C-order and transposed left operands, accumulate or overwrite, scratch large or
+too small."""
 import numpy as np
 import pytest
 
 from fastrnn._jit import VECTOR_BYTES
 from fastrnn._kernels import packed
 
-MR, KC = packed.MR, packed.KC
+MR, KC = packed.MR, packed.KC_FLOAT64
 
 
 def _sizes():
     width = packed.panel_width(4)
+    kc32 = packed.KC_FLOAT32
     return [
         (1, 1, 1), (MR, KC, width), (MR + 1, KC + 1, width + 1),
-        (2 * MR - 1, 2 * KC + 3, 3 * width - 5),
+        (2 * MR - 1, 2 * KC + 3, 3 * width - 5), (MR, kc32, width), (MR + 2, 3 * kc32 + 1, 9),
         (25, 512, 2048), (7, 33, 70), (64, 3, 130), (MR, 0, width),
     ]
 
@@ -28,8 +30,9 @@ def test_packed_product_matches_float64(M, K, P, dtype, a_transposed, rng):
     b = rng.standard_normal((K, P)).astype(dtype)
     truth = a.astype(np.float64) @ b.astype(np.float64)
     eps = np.finfo(dtype).eps
-    # |error| <= (KC + K/KC) eps sum|a||b| (blocked summation), with room for FMA rounding
-    bound = 2 * (KC + K / KC + 2) * eps * (np.abs(a).astype(np.float64) @ np.abs(b)) + 1e-300
+    kc = packed.block_depth(np.dtype(dtype).itemsize)
+    # |error| <= (kc + K/kc) eps sum|a||b| (blocked summation), with room for FMA rounding
+    bound = 2 * (kc + K / kc + 2) * eps * (np.abs(a).astype(np.float64) @ np.abs(b)) + 1e-300
     for scratch in (np.empty(0, dtype), np.empty(packed.scratch_size((K, P)), dtype)):
         panels = packed.pack_panels(b, packed.panel_width(a.itemsize), scratch)
         assert panels.shape[0] * panels.shape[2] >= P

