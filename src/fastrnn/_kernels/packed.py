@@ -13,7 +13,7 @@ Summation: each output accumulates at most KC products in one register, then the
 are added to the tile, so a long dot product (K = 4H in backward) is summed in blocks; the
 rounding error grows like KC + K/KC instead of K.  KC is 64 in float32: at 256 three of the
 eight float32 benchmark rows came out 1.02-1.11x less accurate than the classic code's OpenBLAS
-(max error against float64); at 64 all are 0.43-0.64x of it, for 3-4% of speed.  float64 keeps
+(max error against float64); at 64 all are 0.43-0.64x of it, for 1-6% of speed.  float64 keeps
 KC = 256 (its error is ~1e-15 either way).
 
 Panels are independent, so they are spread over the Numba threads (``prange``); when there are
