@@ -4,6 +4,7 @@ import numpy as np
 
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
+_FLOATS = (_FLOAT64, _FLOAT32)
 _NDARRAY = np.ndarray  # a global, not an attribute lookup, in the per-call fast paths
 
 
@@ -34,8 +35,7 @@ def usable_as_is(arrays):
     if type(first) is not _NDARRAY:
         return False
     dtype = first.dtype
-    if dtype is not _FLOAT64 and dtype is not _FLOAT32 and dtype != _FLOAT64 and \
-            dtype != _FLOAT32:
+    if dtype not in _FLOATS:  # (`in` tries identity first)
         return False
     for a in arrays:
         if type(a) is not _NDARRAY or (a.dtype is not dtype and a.dtype != dtype):
@@ -56,10 +56,11 @@ def check_shape(name, array, shape, names):
 
     ``names`` labels the axes for the message, e.g. ``("N", "T", "D")``.
     """
-    if type(array) is not np.ndarray:
+    if type(array) is not _NDARRAY:
         array = np.asarray(array)
     got = array.shape
-    # A plain loop: this runs several times per layer call, and tiny problems are all overhead.
+    if got == shape:  # a fully given shape that matches: one comparison (tiny calls are overhead)
+        return array
     ok = len(got) == len(shape)
     if ok:
         for want, size in zip(shape, got):
