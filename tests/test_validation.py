@@ -23,28 +23,32 @@ def good_arrays(case, rng):
 
 # (case, argument, bad shape): each changes one argument so that it alone is wrong.  N comes
 # from x, H from h0 / prev_h (the first arguments), so a wrong H there would be blamed on the
-# weights; those ambiguous pairs are left out.
+# weights; those ambiguous pairs are left out.  What NumPy broadcasts meaningfully is not here
+# (a (D,) x or (H,) prev_h in a step, a (1, H) bias, indices of any shape: test_broadcasting.py);
+# a per-sample bias (N, H) is, because the classic backward returns a shared bias's db for it.
 BAD_SHAPES = [
-    (RNN_STEP, "x", (N, 1, D)), (RNN_STEP, "prev_h", (N + 1, H)), (RNN_STEP, "prev_h", (H,)),
+    (RNN_STEP, "x", (N, 1, D)), (RNN_STEP, "prev_h", (N + 1, H)), (RNN_STEP, "prev_h", (N, 1, H)),
     (RNN_STEP, "Wx", (D + 1, H)), (RNN_STEP, "Wx", (D, H + 1)), (RNN_STEP, "Wh", (H, H + 1)),
     (RNN_STEP, "Wh", (H + 1, H)), (RNN_STEP, "Wh", (H * H,)), (RNN_STEP, "b", (H + 1,)),
-    (RNN_STEP, "b", (1, H)), (RNN_STEP, "dnext_h", (N, H + 1)), (RNN_STEP, "dnext_h", (N * H,)),
-    (RNN, "x", (N, D)), (RNN, "h0", (N + 1, H)), (RNN, "h0", (N, 1, H)), (RNN, "Wx", (D + 1, H)),
-    (RNN, "Wh", (H, 2 * H)), (RNN, "b", (2 * H,)), (RNN, "dh", (N, T + 1, H)),
+    (RNN_STEP, "b", (N, H)), (RNN_STEP, "dnext_h", (N, H + 1)), (RNN_STEP, "dnext_h", (N * H,)),
+    (RNN, "x", (N, D)), (RNN, "h0", (N + 1, H)), (RNN, "h0", (N, 1, H)), (RNN, "h0", (N - 1, H)),
+    (RNN, "Wx", (D + 1, H)), (RNN, "Wh", (H, 2 * H)),
+    (RNN, "b", (2 * H,)), (RNN, "b", (N, H)), (RNN, "dh", (N, T + 1, H)),
     (RNN, "dh", (N, H)), (RNN, "dh", (N, T, H + 1)),
-    (LSTM_STEP, "x", (D,)), (LSTM_STEP, "prev_h", (N + 1, H)), (LSTM_STEP, "prev_c", (N, H + 1)),
+    (LSTM_STEP, "x", (1, N, D)), (LSTM_STEP, "prev_h", (N + 1, H)),
+    (LSTM_STEP, "prev_c", (N, H + 1)), (LSTM_STEP, "prev_c", (H + 1,)),
     (LSTM_STEP, "prev_c", (N + 1, H)), (LSTM_STEP, "Wx", (D, H)), (LSTM_STEP, "Wh", (H, H)),
     (LSTM_STEP, "Wh", (4 * H, H)), (LSTM_STEP, "b", (H,)), (LSTM_STEP, "dnext_h", (N, 4 * H)),
     (LSTM_STEP, "dnext_c", (N, H + 1)), (LSTM_STEP, "dnext_c", (N + 1, H)),
     (LSTM, "x", (N, T, D, 1)), (LSTM, "h0", (N + 2, H)), (LSTM, "Wx", (D, 4 * H + 1)),
     (LSTM, "Wh", (H, 3 * H)), (LSTM, "b", (4 * H, 1)), (LSTM, "dh", (N, T - 1, H)),
-    (EMBEDDING, "x", (N * T,)), (EMBEDDING, "x", (N, T, 1)), (EMBEDDING, "W", (V * D,)), (EMBEDDING, "dout", (N, T, D + 1)),
+    (EMBEDDING, "W", (V * D,)), (EMBEDDING, "dout", (N, T, D + 1)),
     (EMBEDDING, "dout", (N, T + 1, D)), (EMBEDDING, "dout", (N * T, D)),
     (TEMPORAL_AFFINE, "x", (N, D)), (TEMPORAL_AFFINE, "w", (D + 1, M)),
-    (TEMPORAL_AFFINE, "w", (D,)), (TEMPORAL_AFFINE, "b", (M + 1,)),
+    (TEMPORAL_AFFINE, "w", (D,)), (TEMPORAL_AFFINE, "b", (M + 1,)), (TEMPORAL_AFFINE, "b", (T, M)),
     (TEMPORAL_AFFINE, "dout", (N, T, M + 1)), (TEMPORAL_AFFINE, "dout", (N, T + 1, M)),
-    (AFFINE, "w", (7, M)), (AFFINE, "b", (M + 1,)), (AFFINE, "dout", (N, M + 1)),
-    (AFFINE, "dout", (N + 1, M)),
+    (AFFINE, "w", (7, M)), (AFFINE, "b", (M + 1,)), (AFFINE, "b", (N, M)),
+    (AFFINE, "b", (1, 1, M)), (AFFINE, "dout", (N, M + 1)), (AFFINE, "dout", (N + 1, M)),
     (SOFTMAX, "x", (N, V)), (SOFTMAX, "y", (N, T + 1)), (SOFTMAX, "y", (N * T,)),
     (SOFTMAX, "mask", (N, T + 1)), (SOFTMAX, "mask", (N * T,)), (SOFTMAX, "mask", (N, T, 1)),
 ]
@@ -70,18 +74,25 @@ def test_bad_shape_names_the_argument(case, arg, bad_shape, fast, fast_layers, r
     assert_message_names(excinfo, arg, bad_shape)
 
 
-@pytest.mark.parametrize("bad", ["float", "bool", "negative", "too_large", "huge"])
+@pytest.mark.parametrize("bad", ["fraction", "nan", "inf", "bool", "complex", "negative",
+                                 "too_large", "huge", "float_too_large", "float_huge"])
 @pytest.mark.parametrize("case,arg", [(EMBEDDING, "x"), (SOFTMAX, "y")],
                          ids=["embedding-x", "softmax-y"])
 def test_bad_indices(case, arg, bad, fast, rng):
     arrays = good_arrays(case, rng)
     idx = arrays[arg].astype(np.int64)
-    if bad == "float":
+    if bad in ("fraction", "nan", "inf", "float_too_large", "float_huge"):
+        # Float indices holding whole numbers in range are accepted (test_broadcasting.py).
         arrays[arg] = idx.astype(np.float64)
-        error = (TypeError, ValueError)
+        arrays[arg][1, 2] = {"fraction": 0.5, "nan": np.nan, "inf": np.inf,
+                             "float_too_large": V, "float_huge": 1e300}[bad]
+        error = ValueError
     elif bad == "bool":
         arrays[arg] = idx % 2 == 0
-        error = (TypeError, ValueError)
+        error = TypeError
+    elif bad == "complex":
+        arrays[arg] = idx.astype(complex)
+        error = TypeError
     else:
         idx[1, 2] = {"negative": -1, "too_large": V, "huge": 2 ** 40}[bad]
         arrays[arg] = idx

@@ -72,6 +72,25 @@ def check_shape(name, array, shape, names):
     return array
 
 
+def row_vector(name, array, size, max_ndim=2, label="M"):
+    """A bias as a (size,) array (a read-only broadcast view when it had another shape).
+
+    Accepts the shapes that NumPy broadcasts along the last axis of a (..., size) result
+    without changing its shape: (size,), (1, size) (up to ``max_ndim`` axes, the leading ones
+    of size 1) and size-1 arrays.  A bias with a longer leading axis (per sample) is refused:
+    the classic backward would return the gradient of a shared (size,) bias for it.
+    """
+    array = numeric_array(name, array)
+    shape = array.shape
+    if shape == (size,):
+        return array
+    if len(shape) <= max_ndim and shape[-1:] in ((size,), (1,), ()) and \
+            all(s == 1 for s in shape[:-1]):
+        return np.broadcast_to(array.reshape(shape[-1:]), (size,))
+    raise ValueError(f"{name} must have shape ({label}={size},) or (1, {label}={size}), "
+                     f"got {shape}")
+
+
 def as_float(array, dtype):
     """A C-contiguous, writeable array of ``dtype``: the caller's own array when it is one.
 
@@ -82,26 +101,70 @@ def as_float(array, dtype):
     return array if array.flags.writeable else array.copy()
 
 
+def numeric_array(name, array):
+    """``array`` as an ndarray of a real numeric dtype (bool, integer or float), else a
+    TypeError naming the argument (complex, object and string arrays are refused)."""
+    if type(array) is not _NDARRAY:
+        try:
+            array = np.asarray(array)
+        except (TypeError, ValueError) as error:  # ragged lists and the like
+            raise TypeError(f"{name} must be a numeric array: {error}") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    return array
+
+
+def position(flat_index, shape):
+    """The multi-index of ``flat_index`` in ``shape`` as plain ints, for messages."""
+    return tuple(int(i) for i in np.unravel_index(flat_index, shape))
+
+
+def index_array(name, array, upper):
+    """Word or class indices as a C-contiguous ndarray of a native signed integer dtype.
+
+    Any shape.  Signed integer arrays pass unchanged when native and C-contiguous (a kernel
+    range-checks them); unsigned, byte-swapped or strided ones are converted to intp; float
+    arrays (``np.ones((N, 1)) * start``) must hold finite whole numbers in [0, upper) and are
+    converted.  bool (a mask, not indices), complex and other dtypes raise TypeError naming
+    the argument; a fractional, NaN or out-of-range value a ValueError.
+    """
+    if type(array) is not _NDARRAY:
+        array = np.asarray(array)
+    dtype = array.dtype
+    kind = dtype.kind
+    if kind == "i" and dtype.isnative:
+        return array if array.flags.c_contiguous else np.array(array, order="C")
+    if kind not in "iuf":
+        raise TypeError(f"{name} must hold integer indices, got dtype {dtype}")
+    if array.size:
+        if kind == "f":
+            whole = np.isfinite(array) & (array == np.floor(array))
+            if not whole.all():
+                bad = int(np.argmin(whole.reshape(-1)))
+                raise ValueError(f"{name} must hold whole-number indices, got {array.flat[bad]} "
+                                 f"at position {position(bad, array.shape)}")
+        lo, hi = array.min(), array.max()
+        if lo < 0 or hi >= upper:
+            raise ValueError(
+                f"{name} must hold indices in [0, {upper}), got values from {lo} to {hi}")
+    return np.array(array, dtype=np.intp, order="C")
+
+
 def check_indices(name, array, upper, shape=None, names=None):
-    """Integer array with every entry in [0, upper), as a private C-contiguous intp copy.
+    """Indices with every entry in [0, upper), as a private C-contiguous intp copy.
 
     A copy: the kernels index memory with these values and have no bounds checks, so a later
     change to the caller's array must not reach a backward pass.
     """
-    array = np.asarray(array) if shape is None else check_shape(name, array, shape, names)
-    check_index_dtype(name, array)
+    if shape is not None:
+        array = check_shape(name, array, shape, names)
+    array = index_array(name, array, upper)
     if array.size:
         lo, hi = array.min(), array.max()
         if lo < 0 or hi >= upper:
             raise ValueError(
                 f"{name} must hold indices in [0, {upper}), got values from {lo} to {hi}")
     return np.array(array, dtype=np.intp, order="C", copy=True)
-
-
-def check_index_dtype(name, array):
-    """TypeError unless ``array`` holds integers (bool and float indices are refused)."""
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integer indices, got dtype {array.dtype}")
 
 
 def check_cache(cache, expected, function):

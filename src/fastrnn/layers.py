@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._kernels import affine
-from ._validate import as_float, check_cache, check_shape, float_dtype
+from ._validate import as_float, check_cache, check_shape, float_dtype, numeric_array, row_vector
 from ._workspace import scratch_buffer
 
 __all__ = ["affine_forward", "affine_backward"]
@@ -26,21 +26,22 @@ def affine_forward(x, w, b):
 
     Parameters
     ----------
-    x : (N, d1, ..., dk) array, flattened to (N, D) with D = d1 * ... * dk
+    x : (N, d1, ..., dk) array, flattened to (N, D) with D = d1 * ... * dk (a 1-D x is N
+        samples of one feature, as the classic ``x.reshape(N, -1)`` reads it)
     w : (D, M) array
-    b : (M,) array
+    b : (M,) array, or (1, M) (NumPy broadcasts it)
 
     Returns
     -------
     out : (N, M) array
     cache : AffineCache, for :func:`affine_backward`
     """
-    x = np.asarray(x)
+    x = numeric_array("x", x)
     if x.ndim < 1:
         raise ValueError(f"x must have shape (N, d1, ..., dk), got {x.shape}")
     D = int(np.prod(x.shape[1:]))
-    w = check_shape("w", w, (D, None), ("D", "M"))
-    b = check_shape("b", b, (w.shape[1],), ("M",))
+    w = check_shape("w", numeric_array("w", w), (D, None), ("D", "M"))
+    b = row_vector("b", b, w.shape[1])
     dtype = float_dtype(x, w, b)
     x, w, b = (as_float(a, dtype) for a in (x, w, b))
     return matmul_bias(x.reshape(x.shape[0], D), w, b), AffineCache(x, w)
@@ -49,9 +50,12 @@ def affine_forward(x, w, b):
 def affine_backward(dout, cache):
     """dout (N, M) -> dx (N, d1, ..., dk), dw (D, M), db (M,)."""
     check_cache(cache, AffineCache, "affine_backward")
-    x, w = cache
+    x, w = (numeric_array(f"cache.{name}", a) for name, a in zip(cache._fields, cache))
+    if x.ndim < 1 or w.ndim != 2 or int(np.prod(x.shape[1:])) != w.shape[0]:
+        raise ValueError(f"affine_backward: the cache's x {x.shape} and w {w.shape} do not fit "
+                         f"(N, d1, ..., dk) and (D, M) (changed after the forward?)")
     N = x.shape[0]
-    dout = check_shape("dout", dout, (N, w.shape[1]), ("N", "M"))
+    dout = check_shape("dout", numeric_array("dout", dout), (N, w.shape[1]), ("N", "M"))
     dtype = float_dtype(dout, x)
     dout, x, w = (as_float(a, dtype) for a in (dout, x, w))
     dx, dw, db = matmul_bias_backward(dout, x.reshape(N, w.shape[0]), w)

@@ -6,12 +6,18 @@ from .._jit import jit
 def embedding_backward(indices, dout, dW):
     """dW[indices[r]] += dout[r] for every row r; indices (R,), dout (R, D), dW (V, D) zeroed.
 
-    The caller has checked 0 <= indices < V: there are no bounds checks here.
+    Returns -1, or the position of the first index outside [0, V) (dW is then partly written
+    and must be dropped): the indices come from a cache, which its owner can change, and one
+    comparison per row costs nothing next to the row's D additions.
     """
+    V = dW.shape[0]
     for r in range(indices.shape[0]):
         row = indices[r]
+        if row < 0 or row >= V:
+            return r
         for j in range(dout.shape[1]):
             dW[row, j] += dout[r, j]
+    return -1
 
 
 @jit
