@@ -218,62 +218,66 @@ def _step_upstream(name, grad, cache):
     return grad.reshape(N, H)
 
 
-def _kernel_arrays(function, grads, state, patterns):
-    """The backward kernel's arrays, checked to fit together, in one compute dtype.
-
-    ``state`` maps cache fields to arrays and ``patterns`` gives each field's shape in
-    letters (N, T, D, H, S = T + 1, G = gates * H).  The caches keep the caller's own arrays
-    and are plain NamedTuples, so an in-place reshape of a weight after the forward, or a
-    cache rebuilt with ``_replace``, must raise here: the kernels trust the shapes."""
-    arrays = (*grads, *state.values())
-    if not usable_as_is(arrays):
-        cached = [numeric_array(f"cache.{name}", a) for name, a in state.items()]
-        dtype = float_dtype(*grads, *cached)
-        arrays = tuple(as_float(a, dtype) for a in (*grads, *cached))
-    shapes = tuple(a.shape for a in arrays[len(grads):])
-    expected = _expected_shapes(shapes, patterns)
-    if shapes != expected:
-        for name, got, want in zip(state, shapes, expected):
-            if got != want:
-                raise ValueError(
-                    f"{function}: the cache's {name} has shape {got}, but the other cached "
-                    f"arrays need {want} (was an array of the cache reshaped or replaced after "
-                    f"the forward?)")
-    return arrays
+def _coerced(grads, cache, fields):
+    """The upstream ``grads`` and the cache's ``fields`` in one C-contiguous float dtype."""
+    cached = [numeric_array(f"cache.{name}", getattr(cache, name)) for name in fields]
+    dtype = float_dtype(*grads, *cached)
+    return tuple(as_float(a, dtype) for a in (*grads, *cached))
 
 
-def _expected_shapes(shapes, patterns):
-    """The shapes that ``patterns`` ask for, with the sizes read off hs (S, N, H), x (., ., D)
-    and Wh (., G): patterns[1] is hs's and patterns[-1] Wh's."""
-    hs, Wh = shapes[1], shapes[-1]
-    if len(hs) != 3 or len(Wh) != 2 or len(shapes[0]) != 3:
-        return tuple(tuple(-1 for _ in p) for p in patterns)  # any shape mismatches
-    S, N, H = hs
-    sizes = dict(S=S, T=S - 1, N=N, H=H, D=shapes[0][2], G=Wh[1])
-    return tuple(tuple(sizes[letter] for letter in p) for p in patterns)
+def _misfit(function, cache, fields, patterns):
+    """The ValueError for cached arrays that no longer fit together: the first whose shape
+    differs from what hs (S, N, H), x (N, T, D) and Wh (H, G) ask for."""
+    shapes = [np.shape(getattr(cache, name)) for name in fields]
+    sizes = {}
+    for shape, pattern in zip(shapes, patterns):
+        if len(shape) == len(pattern):
+            for letter, size in zip(pattern, shape):
+                sizes.setdefault(letter, size)
+    if "S" in sizes:
+        sizes["T"] = sizes["S"] - 1
+    for name, shape, pattern in zip(fields, shapes, patterns):
+        want = tuple(sizes.get(letter) for letter in pattern)
+        if shape != want:
+            return ValueError(
+                f"{function}: the cache's {name} has shape {shape}, but the other cached arrays "
+                f"need {want} (was an array of the cache reshaped or replaced after the forward?)")
+    return ValueError(f"{function}: the cached arrays do not fit together")
 
 
-_RNN_PATTERNS = ("NTD", "SNH", "DG", "HG")
-_LSTM_PATTERNS = ("NTD", "SNH", "SNH", "TNG", "DG", "HG")
+# The caches keep the caller's own arrays and are plain NamedTuples, so a weight reshaped in
+# place after the forward, or a cache rebuilt with ``_replace``, must raise before a kernel
+# that trusts the shapes runs: one tuple comparison (tiny calls are all overhead).
+_RNN_FIELDS = ("hs", "x", "Wx", "Wh")
+_LSTM_FIELDS = ("hs", "x", "cs", "gates", "Wx", "Wh")
 
 
 def _rnn_backward(function, dh, cache):
     """dx, dh0, dWx, dWh, db from the RNN backward kernel for upstream dh (N, T, H)."""
-    dh, x, hs, Wx, Wh = _kernel_arrays(
-        function, (dh,), dict(x=cache.x, hs=cache.hs, Wx=cache.Wx, Wh=cache.Wh), _RNN_PATTERNS)
-    if Wh.shape[1] != Wh.shape[0]:
-        raise ValueError(f"{function}: the cache's Wh has shape {Wh.shape}, expected (H, H)")
+    arrays = (dh, cache.hs, cache.x, cache.Wx, cache.Wh)
+    if not usable_as_is(arrays):
+        arrays = _coerced((dh,), cache, _RNN_FIELDS)
+    dh, hs, x, Wx, Wh = arrays
+    shape = hs.shape
+    if len(shape) != 3 or len(x.shape) != 3 or \
+            (x.shape, Wx.shape, Wh.shape) != ((shape[1], shape[0] - 1, x.shape[2]),
+                                              (x.shape[2], shape[2]), (shape[2], shape[2])):
+        raise _misfit(function, cache, _RNN_FIELDS, ("SNH", "NTD", "DH", "HH"))
     return _run(recurrent.rnn_backward, recurrent.rnn_backward_small, x, Wh, dh, x, hs, Wx, Wh)
 
 
 def _lstm_backward(function, dh, dc_last, cache):
     """dx, dh0, dc0, dWx, dWh, db from the LSTM backward kernel."""
-    dh, dc_last, x, hs, cs, gates, Wx, Wh = _kernel_arrays(
-        function, (dh, dc_last),
-        dict(x=cache.x, hs=cache.hs, cs=cache.cs, gates=cache.gates, Wx=cache.Wx, Wh=cache.Wh),
-        _LSTM_PATTERNS)
-    if Wh.shape[1] != 4 * Wh.shape[0]:
-        raise ValueError(f"{function}: the cache's Wh has shape {Wh.shape}, expected (H, 4H)")
+    arrays = (dh, dc_last, cache.hs, cache.x, cache.cs, cache.gates, cache.Wx, cache.Wh)
+    if not usable_as_is(arrays):
+        arrays = _coerced((dh, dc_last), cache, _LSTM_FIELDS)
+    dh, dc_last, hs, x, cs, gates, Wx, Wh = arrays
+    shape = hs.shape
+    if len(shape) != 3 or len(x.shape) != 3 or \
+            (x.shape, cs.shape, gates.shape, Wx.shape, Wh.shape) != (
+                (shape[1], shape[0] - 1, x.shape[2]), shape, (shape[0] - 1, shape[1], 4 * shape[2]),
+                (x.shape[2], 4 * shape[2]), (shape[2], 4 * shape[2])):
+        raise _misfit(function, cache, _LSTM_FIELDS, ("SNH", "NTD", "SNH", "TNG", "DG", "HG"))
     return _run(recurrent.lstm_backward, recurrent.lstm_backward_small, x, Wh,
                 dh, dc_last, x, hs, cs, gates, Wx, Wh)
 
@@ -398,7 +402,8 @@ def lstm_backward(dh, cache):
     check_cache(cache, LSTMCache, "lstm_backward")
     dh = _upstream("dh", dh, cache)
     # No upstream gradient reaches the last cell state of a sequence.
-    dc_last = _zeros((dh.shape[0], dh.shape[2]), cache.hs.dtype)
+    dc_last = _zeros((dh.shape[0], dh.shape[2]), dh.dtype)  # (dh's dtype: NumPy's own object,
+    # hashed faster than the copies Numba's arrays carry)
     dx, dh0, _, dWx, dWh, db = _lstm_backward("lstm_backward", dh, dc_last, cache)
     return dx, dh0, dWx, dWh, db
 
