@@ -251,3 +251,62 @@ def test_non_numeric_inputs_name_the_argument(name, bad):
                   "object": args[name].astype(object)}[bad]
     with pytest.raises(TypeError, match=rf"^{name} "):
         FAST.rnn_step_forward(**args)
+
+
+def _student_sample(layers, params, features, start, variant, max_length=6, cell="lstm"):
+    """Greedy sampling as students wrote it in their own ``CaptioningRNN.sample``: three styles
+    of first input (a scalar <START>, a float index column, a 1-D index vector) and a (1, H)
+    bias, on whichever layer module is passed in."""
+    N = features.shape[0]
+    captions = np.zeros((N, max_length), dtype=np.int32)
+    h, _ = layers.affine_forward(features, params["W_proj"], params["b_proj"])
+    c = np.zeros_like(h)
+    b = params["b"][None, :]
+    if variant == "scalar":
+        word = start
+    elif variant == "float_column":
+        word = np.ones((N, 1)) * start
+    else:
+        word = np.full(N, start)
+    for t in range(max_length):
+        x, _ = layers.word_embedding_forward(word, params["W_embed"])
+        if x.ndim == 3:
+            x = x[:, 0, :]
+        if cell == "lstm":
+            h, c, _ = layers.lstm_step_forward(x, h, c, params["Wx"], params["Wh"], b)
+        else:
+            h, _ = layers.rnn_step_forward(x, h, params["Wx"], params["Wh"], b)
+        scores, _ = layers.affine_forward(h, params["W_vocab"], params["b_vocab"])
+        word = np.argmax(scores, axis=1)
+        captions[:, t] = word
+    return captions, h
+
+
+@pytest.mark.parametrize("variant", ["scalar", "float_column", "vector"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_students_sample_loops_run_unchanged(variant, cell):
+    rng = np.random.default_rng(3)
+    V, W, H, D, N = 12, 5, 7, 6, 4
+    G = 4 * H if cell == "lstm" else H
+    params = dict(W_embed=rng.standard_normal((V, W)), W_proj=rng.standard_normal((D, H)),
+                  b_proj=np.zeros(H), Wx=rng.standard_normal((W, G)),
+                  Wh=rng.standard_normal((H, G)) / 3, b=rng.standard_normal(G),
+                  W_vocab=rng.standard_normal((H, V)), b_vocab=rng.standard_normal(V))
+    features = rng.standard_normal((N, D))
+    ours, h = _student_sample(FAST, params, features, 1, variant, cell=cell)
+    # The classic code on the same loop (its embedding takes integer indices only).
+    classic = reference if variant != "float_column" else _IntIndexReference()
+    theirs, ref_h = _student_sample(classic, params, features, 1, variant, cell=cell)
+    np.testing.assert_array_equal(ours, theirs)
+    assert_same(h, ref_h, "last h")
+
+
+class _IntIndexReference:
+    """The reference with the cast a student's float indices needed on the classic code."""
+
+    def __getattr__(self, name):
+        return getattr(reference, name)
+
+    @staticmethod
+    def word_embedding_forward(x, W):
+        return reference.word_embedding_forward(np.asarray(x).astype(int), W)
