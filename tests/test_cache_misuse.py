@@ -33,7 +33,8 @@ MISUSES = {
     "lstm_Wx_reshaped_in_place": """
         N, T, D, H = 8, 5, 64, 64
         x, h0 = rng.standard_normal((N, T, D)), rng.standard_normal((N, H))
-        Wx, Wh, b = rng.standard_normal((D, 4 * H)), rng.standard_normal((H, 4 * H)), np.zeros(4 * H)
+        Wx, Wh = rng.standard_normal((D, 4 * H)), rng.standard_normal((H, 4 * H))
+        b = np.zeros(4 * H)
         h, cache = lstm_forward(x, h0, Wx, Wh, b)
         Wx.shape = (4 * H, D)
         expect_error(lambda: lstm_backward(np.ones_like(h), cache))
@@ -42,7 +43,8 @@ MISUSES = {
     "tiny_lstm_Wh_reshaped_in_place": """
         N, T, D, H = 2, 3, 3, 2
         x, h0 = rng.standard_normal((N, T, D)), rng.standard_normal((N, H))
-        Wx, Wh, b = rng.standard_normal((D, 4 * H)), rng.standard_normal((H, 4 * H)), np.zeros(4 * H)
+        Wx, Wh = rng.standard_normal((D, 4 * H)), rng.standard_normal((H, 4 * H))
+        b = np.zeros(4 * H)
         h, cache = lstm_forward(x, h0, Wx, Wh, b)
         Wh.shape = (4 * H, H)
         expect_error(lambda: lstm_backward(np.ones_like(h), cache))

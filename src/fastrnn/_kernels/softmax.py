@@ -12,9 +12,9 @@ def softmax_loss(x, y, mask, n_samples, dx):
     by its mask).
 
     loss_r = log(sum_j exp(x_rj - m_r)) + m_r - x_r,y_r with m_r the row maximum: never
-    log(0), so no NaN/inf when a probability underflows.  Masked-out rows contribute nothing
-    (weight 0: their dx row is zero, whatever their scores).  exp runs in the data's precision; sums,
-    the loss and the gradient's scaling are accumulated / formed in float64.
+    log(0), so no NaN/inf when a probability underflows.  Masked-out rows (weight 0) contribute
+    nothing: their dx row is zero, whatever their scores.  exp runs in the data's precision;
+    sums, the loss and the gradient's scaling are accumulated / formed in float64.
     """
     R, V = x.shape
     loss = 0.0
