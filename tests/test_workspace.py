@@ -78,3 +78,50 @@ def test_scratch_buffers_grow_and_belong_to_one_thread():
     thread.start()
     thread.join()
     assert seen[0] is not large
+
+
+# A child process runs one layer large enough for the threaded kernels and reports what the
+# thread pool became and what its environment holds afterwards.
+_THREADS_CHILD = """
+import json, os
+import numpy as np
+import numba
+before = dict(os.environ)
+from fastrnn import _workspace
+from fastrnn.rnn_layers import lstm_forward
+x, h0 = np.ones((25, 2, 64), np.float32), np.ones((25, 128), np.float32)
+lstm_forward(x, h0, np.ones((64, 512), np.float32), np.ones((128, 512), np.float32),
+             np.ones(512, np.float32))
+print(json.dumps({"pool": _workspace.thread_pool, "layer": numba.threading_layer(),
+                  "env_changed": sorted(k for k in set(before) | set(os.environ)
+                                        if before.get(k) != os.environ.get(k))}))
+"""
+
+
+def _thread_pool_in_child(**env):
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "FASTRNN_THREADS")}
+    result = subprocess.run([sys.executable, "-c", _THREADS_CHILD], capture_output=True,
+                            text=True, timeout=600, env=dict(environ, **env))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_thread_pool_spin_count_is_set_without_changing_the_environment():
+    """The README's promise: libgomp gets fastrnn's spin count, Numba keeps the threading layer
+    it picks by default (omp here), and no environment variable is left changed."""
+    report = _thread_pool_in_child()
+    assert report["env_changed"] == []
+    assert report["layer"] == report["pool"]["threading_layer"]
+    if report["layer"] == "omp":
+        assert report["pool"]["gomp_spincount"] == _workspace.SPIN_COUNT
+
+
+@pytest.mark.parametrize("env,reason", [({"GOMP_SPINCOUNT": "0"}, "GOMP_SPINCOUNT"),
+                                        ({"OMP_WAIT_POLICY": "ACTIVE"}, "OMP_WAIT_POLICY"),
+                                        ({"FASTRNN_THREADS": "system"}, "FASTRNN_THREADS")])
+def test_the_users_thread_settings_are_left_alone(env, reason):
+    report = _thread_pool_in_child(**env)
+    assert report["pool"]["gomp_spincount"] is None
+    assert reason in report["pool"]["reason"]
+    assert report["env_changed"] == []
