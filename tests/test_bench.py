@@ -6,6 +6,7 @@ compilation.  Only the structure of the results is checked: timings are never as
 """
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -142,3 +143,45 @@ def test_rounds_merge_to_the_best_time_and_keep_errors():
     later = {"cases": {"b": {"seconds": 2.0, "samples": [2.0], "number": 1}}}
     bench._merge_timing(merged, later, "b")  # a later round that worked replaces the error
     assert merged["cases"]["b"] == {"seconds": 2.0, "samples": [2.0], "number": 1, "rounds": 1}
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as handle:  # a zombie is gone for our purposes
+        return handle.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_competing_load_runs_while_the_block_runs_and_always_ends():
+    with bench.competing_load(2) as processes:
+        pids = [process.pid for process in processes]
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+    assert not any(_alive(pid) for pid in pids)
+    with pytest.raises(KeyboardInterrupt):
+        with bench.competing_load(1) as processes:
+            pid = processes[0].pid
+            raise KeyboardInterrupt  # as a Ctrl-C during the timing
+    assert not _alive(pid)
+
+
+def test_competing_load_ends_by_itself():
+    with bench.competing_load(1, seconds=0.2) as processes:
+        assert processes[0].wait(timeout=30) == 0
+
+
+def test_busy_run_reports_medians(tmp_path):
+    path = tmp_path / "busy.json"
+    status = bench.main(["--quick", "--cases", TINY_CASE, "--fast-module", "fastrnn.reference",
+                         "--repeat", "3", "--rounds", "1", "--min-time", "0.002", "--busy", "1",
+                         "--skip", "torch,accuracy,memory,startup", "--json", str(path)])
+    assert status == 0
+    with open(path) as handle:
+        results = json.load(handle)
+    assert results["settings"]["busy"] == 1
+    row = results["cases"][0]
+    samples = results["workers"]["fastrnn"]["cases"][TINY_CASE]["samples"]
+    assert row["times"]["fastrnn"] == pytest.approx(float(np.median(samples)))
+    assert "median of" in bench.render_markdown(results)
+    assert "competing busy" in bench.render_text(results)

@@ -128,3 +128,22 @@ class LSTMStep(_Recurrent):
 class LSTMSequence(_Recurrent, _SequenceMemory):
     cell, sequence = "lstm", True
     params = [common.IMPLS, common.sizes("lstm"), common.DTYPES]
+
+
+class LSTMSequenceUnderLoad(_Recurrent):
+    """The LSTM sequence of the speed table's float32 N=25 case while ``busy`` competing busy
+    processes (``fastrnn.bench.competing_load``) run: how each library degrades when the cores
+    are shared.  The load starts after the warm-up call and ends in ``teardown``."""
+    cell, sequence = "lstm", True
+    param_names = ["impl", "size", "dtype", "busy"]
+    params = [common.IMPLS, ["25x16x256x512"], ["float32"], [0, 1, 2]]
+
+    def setup(self, impl, size, dtype, busy):
+        super().setup(impl, size, dtype)
+        self._load = common.bench.competing_load(busy, seconds=self.timeout)
+        self._load.__enter__()
+
+    def teardown(self, *params):
+        load = getattr(self, "_load", None)  # absent when setup skipped (torch missing)
+        if load is not None:
+            load.__exit__(None, None, None)

@@ -32,6 +32,7 @@ This module imports only NumPy at import time; the layer modules, numba, torch a
 are imported inside the worker subprocess that needs them.
 """
 import argparse
+import contextlib
 import fnmatch
 import gc
 import importlib
@@ -479,6 +480,9 @@ def _environment_info(threads):
             for pool in threadpool_info()]
     except ImportError:
         info["threadpools"] = None
+    workspace = sys.modules.get("fastrnn._workspace")
+    if workspace is not None and workspace.thread_pool is not None:
+        info["fastrnn_thread_pool"] = workspace.thread_pool
     info["requested_threads"] = threads
     return info
 
@@ -689,6 +693,34 @@ def _load_average():
         return None
 
 
+_BUSY_LOOP = """\
+import time
+end = time.monotonic() + {seconds}
+while time.monotonic() < end:
+    pass
+"""
+
+
+@contextlib.contextmanager
+def competing_load(count, seconds=3600):
+    """``count`` busy processes for the duration of the block: plain Python loops, each of
+    which also ends by itself after ``seconds``.  They are ended when the block exits, however it
+    exits (Ctrl-C included), and run in sessions of their own, so that a terminal's Ctrl-C
+    reaches the bench, which ends them, and not them."""
+    processes = []
+    try:
+        for _ in range(count):
+            processes.append(subprocess.Popen(
+                [sys.executable, "-c", _BUSY_LOOP.format(seconds=seconds)],
+                stdin=subprocess.DEVNULL, start_new_session=True))
+        yield processes
+    finally:
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.wait()
+
+
 def _ratio(numerator, denominator):
     if numerator is None or denominator is None or denominator <= 0:
         return None
@@ -718,14 +750,15 @@ def _merge_timing(merged, worker, name):
 
 
 def run_benchmarks(cases, *, fast_module=DEFAULT_FAST_MODULE, repeats=7, min_time=0.1,
-                   threads=2, skip=(), quick=False, rounds=2, progress=None):
+                   threads=2, skip=(), quick=False, rounds=2, busy=0, progress=None):
     """Measures ``cases`` and returns the results dict that :func:`render_text` prints.
 
     Every (case, implementation) is timed in a fresh process, the implementations of a case
     one after the other and the cases in turn, ``rounds`` times over (the order of the
     implementations reversed every other round): the speed of a shared machine drifts by
     20-30% over minutes, and timing a case's implementations side by side keeps that drift out
-    of the ratios.  A case's time is the best over all rounds.
+    of the ratios.  A case's time is the best over all rounds; with ``busy`` competing processes
+    (:func:`competing_load`) running through the timing, it is the median of every sample.
     """
     say = progress or (lambda message: None)
     names = [case.name for case in cases]
@@ -735,7 +768,7 @@ def run_benchmarks(cases, *, fast_module=DEFAULT_FAST_MODULE, repeats=7, min_tim
         "argv": sys.argv[1:],
         "settings": {"repeats": repeats, "min_time": min_time, "threads": threads,
                      "rounds": rounds, "quick": quick, "fast_module": fast_module,
-                     "skip": sorted(skip)},
+                     "skip": sorted(skip), "busy": busy},
         "config": {"python": sys.version.split()[0], "platform": platform.platform(),
                    "load_average_at_start": _load_average(),
                    "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "env": _reported_env(),
@@ -746,15 +779,18 @@ def run_benchmarks(cases, *, fast_module=DEFAULT_FAST_MODULE, repeats=7, min_tim
     for impl in IMPLEMENTATIONS:
         workers[impl] = ({"unavailable": "skipped (--skip)", "cases": {}} if impl in skip
                          else {"cases": {}})
-    for round_ in range(rounds):
-        order = IMPLEMENTATIONS if round_ % 2 == 0 else IMPLEMENTATIONS[::-1]
-        for name in names:
-            timed = [impl for impl in order if "unavailable" not in workers[impl]]
-            say(f"timing round {round_ + 1}/{rounds}: {name} ({', '.join(timed)})")
-            for impl in timed:
-                spec = dict(impl=impl, cases=[name], fast_module=fast_module, repeats=repeats,
-                            min_time=min_time, threads=threads)
-                _merge_timing(workers[impl], _spawn_worker("time", spec), name)
+    if busy:
+        say(f"starting {busy} competing busy process(es)")
+    with competing_load(busy):
+        for round_ in range(rounds):
+            order = IMPLEMENTATIONS if round_ % 2 == 0 else IMPLEMENTATIONS[::-1]
+            for name in names:
+                timed = [impl for impl in order if "unavailable" not in workers[impl]]
+                say(f"timing round {round_ + 1}/{rounds}: {name} ({', '.join(timed)})")
+                for impl in timed:
+                    spec = dict(impl=impl, cases=[name], fast_module=fast_module,
+                                repeats=repeats, min_time=min_time, threads=threads)
+                    _merge_timing(workers[impl], _spawn_worker("time", spec), name)
     accuracy = {}
     if "accuracy" not in skip:
         say("accuracy ...")
@@ -767,7 +803,8 @@ def run_benchmarks(cases, *, fast_module=DEFAULT_FAST_MODULE, repeats=7, min_tim
         for impl in IMPLEMENTATIONS:
             worker = workers[impl]
             entry = worker["cases"].get(case.name, {})
-            row["times"][impl] = entry.get("seconds")
+            row["times"][impl] = (float(np.median(entry["samples"])) if busy and "samples" in entry
+                                  else entry.get("seconds"))
             note = worker.get("unavailable") or entry.get("error") or entry.get("note")
             if note:
                 row["notes"][impl] = note
@@ -931,9 +968,14 @@ def _pool_summary(pool):
 
 
 def _samples(settings):
+    """How a time was formed: "best of 2 rounds x 7 samples", or under load the median."""
     rounds = settings.get("rounds", 1)  # results saved before rounds existed had one
-    return (f"{rounds} rounds x {settings['repeats']} samples" if rounds > 1
-            else f"{settings['repeats']} samples")
+    samples = (f"{rounds} rounds x {settings['repeats']} samples" if rounds > 1
+               else f"{settings['repeats']} samples")
+    busy = settings.get("busy", 0)
+    if busy:
+        return f"median of {samples}, under {busy} competing busy process(es)"
+    return f"best of {samples}"
 
 
 def _config_lines(results):
@@ -943,7 +985,7 @@ def _config_lines(results):
         config.get("load_average_at_start"), config.get("load_average_at_end")))
     lines = [f"machine: {config['cpu']}, {config['cpu_count']} CPUs; {config['platform']}; "
              f"1-min load average at start/end {loads}",
-             f"settings: best of {_samples(settings)} of >= {settings['min_time']} s; "
+             f"settings: {_samples(settings)} of >= {settings['min_time']} s; "
              f"threads {settings['threads']} (torch.set_num_threads, threadpoolctl limits); "
              f"fastrnn module {settings['fast_module']}",
              "env: " + (", ".join(f"{k}={v}" for k, v in config["env"].items()) or "(none of "
@@ -960,6 +1002,11 @@ def _config_lines(results):
             extra = f", torch threads {info['torch_threads']}"
         if "numba_threads" in info:
             extra += f", numba threads {info['numba_threads']}"
+        pool = info.get("fastrnn_thread_pool")
+        if pool:
+            extra += (f", threading layer {pool['threading_layer']}, GOMP_SPINCOUNT "
+                      + (f"{pool['gomp_spincount']} (set by fastrnn)" if pool["gomp_spincount"]
+                         else f"not set by fastrnn ({pool['reason']})"))
         lines.append(f"{impl} process: python {info['python']}, {versions}{extra}")
         for pool in info.get("threadpools") or []:
             lines.append(f"    {_pool_summary(pool)}")
@@ -997,9 +1044,9 @@ def _warnings(results):
         warnings.append("WARNING: --quick run: checks the harness; not figures to report")
     # Only the load before the run says whether other processes competed: the load at the
     # end counts the bench's own processes (two threads busy make it ~2).
-    busy = max(1.0, 0.5 * (config.get("cpu_count") or 2))
+    loaded = max(1.0, 0.5 * (config.get("cpu_count") or 2))
     start = config.get("load_average_at_start")
-    if start and start[0] > busy:
+    if start and start[0] > loaded:
         warnings.append(f"WARNING: load average {start[0]:.1f} on {config['cpu_count']} CPUs "
                         "when the run began: other processes competed; figures are unreliable")
     return warnings
@@ -1010,7 +1057,7 @@ def render_text(results):
     out = []
     if _warnings(results):
         out += _warnings(results) + [""]
-    out += ["fastrnn bench: forward+backward per call, best of "
+    out += ["fastrnn bench: forward+backward per call, "
             f"{_samples(results['settings'])} (ratios are speed-ups of fastrnn)"
             + _stand_in(results),
             _table(SPEED_HEADER, _speed_rows(results), markdown=False)]
@@ -1043,7 +1090,7 @@ def render_markdown(results):
     if notes:
         out += [""] + [f"- {note}" for note in notes]
     settings = results["settings"]
-    out += ["", f"Times in ms per forward+backward call, best of {_samples(settings)}, each "
+    out += ["", f"Times in ms per forward+backward call, {_samples(settings)}, each "
             "case's implementations timed in turn, each in its own process; ratios are "
             "fastrnn's speed-ups"
             f"{_stand_in(results)}. Measured {results['created']}."]
@@ -1082,6 +1129,10 @@ def _parser():
                         help="times every case is timed, in turn with the other cases, each "
                              "time in new processes; the best counts (default 2, 1 with "
                              "--quick)")
+    parser.add_argument("--busy", type=int, default=0, metavar="K",
+                        help="time under load: K competing busy processes (plain Python "
+                             "loops), started before the timing and always ended after it; "
+                             "the table then reports medians (default 0)")
     parser.add_argument("--threads", type=int, default=2,
                         help="threads for torch, BLAS and numba (default 2)")
     parser.add_argument("--fast-module", default=DEFAULT_FAST_MODULE, metavar="MODULE",
@@ -1134,9 +1185,11 @@ def main(argv=None):
         rounds = args.rounds or (1 if args.quick else 2)
         if repeats < 1 or rounds < 1:
             parser.error("--repeat and --rounds must be at least 1")
+        if args.busy < 0:
+            parser.error("--busy must be 0 or more")
         results = run_benchmarks(
             cases, fast_module=args.fast_module, repeats=repeats, min_time=min_time,
-            threads=args.threads, skip=skip, quick=args.quick, rounds=rounds,
+            threads=args.threads, skip=skip, quick=args.quick, rounds=rounds, busy=args.busy,
             progress=lambda message: print(message, file=sys.stderr, flush=True))
 
     if args.json:
