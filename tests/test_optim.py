@@ -124,3 +124,25 @@ def test_float32_stays_float32_and_inputs_are_not_mutated(rule, rng):
     np.testing.assert_array_equal(w, w_before)
     np.testing.assert_array_equal(dw, dw_before)
     assert not np.array_equal(next_w, w)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_adam_matches_the_numpy_formulas(dtype):
+    """The one-pass kernel (C-contiguous arrays) against the NumPy expressions (the same
+    update on strided views), over three steps, in the weights' dtype; nothing mutated."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((37, 29)).astype(dtype)
+    fused_w, strided_w = w.copy(), np.asfortranarray(w)
+    fused, strided = {"learning_rate": 3e-3}, {"learning_rate": 3e-3}
+    for _ in range(3):
+        dw = rng.standard_normal(w.shape).astype(dtype)
+        before = (fused_w.copy(), dw.copy())
+        fused_w, fused = optim.adam(fused_w, dw, fused)
+        np.testing.assert_array_equal(before[1], dw)
+        strided_w, strided = optim.adam(strided_w, np.asfortranarray(dw), strided)
+        assert fused_w.dtype == dtype and fused["m"].dtype == dtype
+        assert not np.shares_memory(fused_w, before[0])
+    eps = np.finfo(dtype).eps
+    for got, want in ((fused_w, strided_w), (fused["m"], strided["m"]), (fused["v"], strided["v"])):
+        np.testing.assert_allclose(got, want, rtol=16 * eps, atol=16 * eps * np.abs(want).max())
+    assert fused["t"] == strided["t"] == 3

@@ -71,7 +71,9 @@ class Case:
     """One row of the speed table.
 
     ``kind`` is one of ``rnn``, ``lstm`` (sequence forward+backward, shape (N, T, D, H)),
-    ``captioning`` (training step, shape (N, T, W, H)), ``embedding_backward`` (shape (N, T, V, D),
+    ``captioning`` (the model's loss and gradients, shape (N, T, W, H)), ``train_step`` (one
+    ``CaptioningSolver`` Adam step: minibatch, loss, gradients, update), ``embedding_backward``
+    (shape (N, T, V, D),
     only ``word_embedding_backward`` is timed) and ``softmax_loss`` (shape (N, T, V)).
     ``target_classic`` / ``target_torch`` are the speed-ups the issue asks for (None: no target).
     """
@@ -86,6 +88,7 @@ class Case:
     @property
     def label(self):
         titles = {"rnn": "RNN", "lstm": "LSTM", "captioning": "captioning step",
+                  "train_step": "training step (solver, Adam)",
                   "embedding_backward": "word_embedding_backward",
                   "softmax_loss": "temporal_softmax_loss"}
         return f"{titles[self.kind]} {', '.join(map(str, self.shape))}, {self.dtype}"
@@ -108,6 +111,8 @@ CASES = (
     _case("lstm", (100, 16, 256, 512), "float32", 3.5, 0.9),
     _case("lstm", (100, 16, 512, 1024), "float32", 3.5, 0.9),
     _case("captioning", (25, 16, 256, 512), "float32", 3.5, None),
+    _case("train_step", (25, 16, 256, 512), "float32"),
+    _case("train_step", (100, 16, 256, 512), "float32"),
     _case("embedding_backward", (25, 16, VOCAB_SIZE, 256), "float32", 20, None),
     _case("softmax_loss", (50, 16, VOCAB_SIZE), "float32", 2, None),
 )
@@ -154,13 +159,16 @@ def make_inputs(case, seed=0):
                     Wx=randn(D, gates, scale=1 / math.sqrt(D)),
                     Wh=randn(H, gates, scale=1 / math.sqrt(H)),
                     b=randn(gates, scale=0.1), dh=randn(N, T, H))
-    if case.kind == "captioning":
+    if case.kind in ("captioning", "train_step"):
         N, T, W, H = case.shape
         F, V = CAPTION_FEATURE_DIM, VOCAB_SIZE
-        captions = rng.integers(1, V, size=(N, T + 1)).astype(np.int32)
-        for row, length in enumerate(rng.integers(T // 2, T + 2, size=N)):
+        # A training step samples its minibatch from a pool: 4N captions of 2N images.
+        rows, images = (4 * N, 2 * N) if case.kind == "train_step" else (N, N)
+        captions = rng.integers(1, V, size=(rows, T + 1)).astype(np.int32)
+        for row, length in enumerate(rng.integers(T // 2, T + 2, size=rows)):
             captions[row, length:] = 0     # <NULL> padding, so the mask has False entries
-        return dict(features=randn(N, F), captions=captions,
+        return dict(features=randn(images, F), captions=captions,
+                    image_idxs=rng.integers(0, images, size=rows).astype(np.int32),
                     W_embed=randn(V, W, scale=1 / 100),
                     W_proj=randn(F, H, scale=1 / math.sqrt(F)), b_proj=np.zeros(H, dtype),
                     Wx=randn(W, 4 * H, scale=1 / math.sqrt(W)),
@@ -183,6 +191,38 @@ def cast_inputs(inputs, dtype):
             for key, value in inputs.items()}
 
 
+CAPTION_PARAMS = ("W_embed", "W_proj", "b_proj", "Wx", "Wh", "b", "W_vocab", "b_vocab")
+
+
+def _caption_loss(layers, p, features, captions):
+    """``CaptioningRNN.loss`` with cell_type='lstm', written out with the functions of the
+    layer module ``layers`` and the parameters ``p``: (loss, grads)."""
+    captions_in, captions_out = captions[:, :-1], captions[:, 1:]
+    mask = captions_out != 0
+    h0, proj_cache = layers.affine_forward(features, p["W_proj"], p["b_proj"])
+    words, embed_cache = layers.word_embedding_forward(captions_in, p["W_embed"])
+    hidden, lstm_cache = layers.lstm_forward(words, h0, p["Wx"], p["Wh"], p["b"])
+    scores, vocab_cache = layers.temporal_affine_forward(hidden, p["W_vocab"], p["b_vocab"])
+    loss, dscores = layers.temporal_softmax_loss(scores, captions_out, mask)
+    dhidden, dW_vocab, db_vocab = layers.temporal_affine_backward(dscores, vocab_cache)
+    dwords, dh0, dWx, dWh, db = layers.lstm_backward(dhidden, lstm_cache)
+    dW_embed = layers.word_embedding_backward(dwords, embed_cache)
+    _, dW_proj, db_proj = layers.affine_backward(dh0, proj_cache)
+    return loss, dict(W_embed=dW_embed, W_proj=dW_proj, b_proj=db_proj, Wx=dWx, Wh=dWh, b=db,
+                      W_vocab=dW_vocab, b_vocab=db_vocab)
+
+
+class _CaptioningModel:
+    """The solver's model contract (``params``, ``loss``) on a given layer module: the same
+    solver step times the classic layers and fastrnn's."""
+
+    def __init__(self, layers, params):
+        self.layers, self.params = layers, params
+
+    def loss(self, features, captions):
+        return _caption_loss(self.layers, self.params, features, captions)
+
+
 def numpy_workload(case, layers, inputs):
     """A zero-argument callable doing the timed work of ``case`` with the layer module ``layers``.
 
@@ -203,24 +243,25 @@ def numpy_workload(case, layers, inputs):
         return sequence_step
 
     if case.kind == "captioning":
-        captions_in, captions_out = p["captions"][:, :-1], p["captions"][:, 1:]
-        mask = captions_out != 0
-
         def training_step():
-            # CaptioningRNN.loss with cell_type='lstm', written out with the layer functions.
-            h0, proj_cache = layers.affine_forward(p["features"], p["W_proj"], p["b_proj"])
-            words, embed_cache = layers.word_embedding_forward(captions_in, p["W_embed"])
-            hidden, lstm_cache = layers.lstm_forward(words, h0, p["Wx"], p["Wh"], p["b"])
-            scores, vocab_cache = layers.temporal_affine_forward(hidden, p["W_vocab"],
-                                                                 p["b_vocab"])
-            loss, dscores = layers.temporal_softmax_loss(scores, captions_out, mask)
-            dhidden, dW_vocab, db_vocab = layers.temporal_affine_backward(dscores, vocab_cache)
-            dwords, dh0, dWx, dWh, db = layers.lstm_backward(dhidden, lstm_cache)
-            dW_embed = layers.word_embedding_backward(dwords, embed_cache)
-            _, dW_proj, db_proj = layers.affine_backward(dh0, proj_cache)
-            return dict(loss=np.asarray(loss), W_embed=dW_embed, W_proj=dW_proj, b_proj=db_proj,
-                        Wx=dWx, Wh=dWh, b=db, W_vocab=dW_vocab, b_vocab=db_vocab)
+            loss, grads = _caption_loss(layers, p, p["features"], p["captions"])
+            return dict(loss=np.asarray(loss), **grads)
         return training_step
+
+    if case.kind == "train_step":
+        from fastrnn.captioning_solver import CaptioningSolver
+        data = dict(train_captions=p["captions"], train_image_idxs=p["image_idxs"],
+                    train_features=p["features"],
+                    train_urls=np.array([""] * len(p["features"]), dtype=object))
+        params = {name: p[name].copy() for name in CAPTION_PARAMS}
+        solver = CaptioningSolver(_CaptioningModel(layers, params), data, update_rule="adam",
+                                  optim_config={"learning_rate": 1e-3},
+                                  batch_size=case.shape[0], verbose=False, rng=0)
+
+        def solver_step():
+            solver._step()
+            return dict(loss=np.asarray(solver.loss_history[-1]), **solver.model.params)
+        return solver_step
 
     if case.kind == "embedding_backward":
         _, cache = layers.word_embedding_forward(p["x"], p["W"])
@@ -287,6 +328,36 @@ def torch_workload(case, inputs):
             loss = (F.cross_entropy(scores, captions_out, reduction="none") * mask).sum() / N
             return torch.autograd.grad(loss, params)
         return training_step
+
+    if case.kind == "train_step":
+        N, T, W, H = case.shape
+        F_dim, V = CAPTION_FEATURE_DIM, VOCAB_SIZE
+        embed = torch.nn.Embedding(V, W, dtype=tdtype)
+        proj = torch.nn.Linear(F_dim, H, dtype=tdtype)
+        lstm = torch.nn.LSTM(W, H, batch_first=True, dtype=tdtype)
+        vocab = torch.nn.Linear(H, V, dtype=tdtype)
+        params = [*embed.parameters(), *proj.parameters(), *lstm.parameters(),
+                  *vocab.parameters()]
+        optimizer = torch.optim.Adam(params, lr=1e-3)
+        features = tensor("features")
+        captions = torch.from_numpy(inputs["captions"].astype(np.int64))
+        image_idxs = torch.from_numpy(inputs["image_idxs"].astype(np.int64))
+        rng = np.random.default_rng(0)
+
+        def solver_step():
+            rows = torch.from_numpy(rng.choice(len(captions), N))  # as sample_coco_minibatch
+            batch, batch_features = captions[rows], features[image_idxs[rows]]
+            captions_in, captions_out = batch[:, :-1], batch[:, 1:].reshape(-1)
+            mask = (captions_out != 0).to(tdtype)
+            h0 = proj(batch_features).unsqueeze(0)
+            hidden, _ = lstm(embed(captions_in), (h0, torch.zeros_like(h0)))
+            scores = vocab(hidden).reshape(-1, V)
+            loss = (F.cross_entropy(scores, captions_out, reduction="none") * mask).sum() / N
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return loss.detach()
+        return solver_step
 
     if case.kind == "embedding_backward":
         N, T, V, D = case.shape
