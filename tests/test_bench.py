@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fastrnn import bench
+from fastrnn.bench.run import _merge_timing
 
 TINY_CASE = "rnn_2x10x3x6_f64"
 
@@ -132,16 +133,16 @@ def test_rounds_merge_to_the_best_time_and_keep_errors():
              "cases": {"a": {"seconds": 2.0, "samples": [2.0, 3.0], "number": 1}}}
     second = {"impl": "fastrnn", "environment": {"python": "other"},
               "cases": {"a": {"seconds": 1.5, "samples": [1.5, 4.0], "number": 2}}}
-    bench._merge_timing(merged, first, "a")
-    bench._merge_timing(merged, second, "a")
+    _merge_timing(merged, first, "a")
+    _merge_timing(merged, second, "a")
     assert merged["environment"] == {"python": "3.11"}
     assert merged["cases"]["a"] == {"seconds": 1.5, "samples": [2.0, 3.0, 1.5, 4.0],
                                     "number": 2, "rounds": 2}
-    bench._merge_timing(merged, {"worker_error": "exit status -11: boom", "cases": {}}, "b")
+    _merge_timing(merged, {"worker_error": "exit status -11: boom", "cases": {}}, "b")
     assert merged["cases"]["b"]["error"] == "exit status -11: boom"
     assert "worker_error" not in merged
     later = {"cases": {"b": {"seconds": 2.0, "samples": [2.0], "number": 1}}}
-    bench._merge_timing(merged, later, "b")  # a later round that worked replaces the error
+    _merge_timing(merged, later, "b")  # a later round that worked replaces the error
     assert merged["cases"]["b"] == {"seconds": 2.0, "samples": [2.0], "number": 1, "rounds": 1}
 
 

@@ -1,0 +1,6 @@
+"""``python -m fastrnn.bench``."""
+import sys
+
+from .command import main
+
+sys.exit(main())
