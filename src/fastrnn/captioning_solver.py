@@ -318,6 +318,12 @@ class CaptioningSolver:
         """
         captions, features, _ = sample_coco_minibatch(self.data, batch_size=self.batch_size,
                                                       split="train", rng=self.rng)
+        # Overflow is looked for below and reported as NonFiniteError, naming the parameter;
+        # NumPy's RuntimeWarnings on the way there would only say "overflow in cast".
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            self._checked_update(features, captions)
+
+    def _checked_update(self, features, captions):
         loss, grads = self.model.loss(features, captions)
         first = next(iter(self.model.params))
         if not np.isfinite(loss):
