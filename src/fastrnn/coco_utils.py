@@ -80,18 +80,22 @@ def _read_h5_arrays(path, keys):
                         f"{path!r} has no dataset {key!r} (it has {sorted(h5file.keys())})")
                 if not isinstance(dataset, h5py.Dataset):
                     raise CocoFormatError(f"{path!r}: {key!r} should be a dataset, not a group")
-                dtype, shape = dataset.dtype, dataset.shape
+                dtype, shape, compressed = dataset.dtype, dataset.shape, dataset.compression
                 if dtype.kind not in "iuf" or shape is None:
                     raise CocoFormatError(f"{path!r}: dataset {key!r} should hold numbers, got "
                                           f"dtype {dtype}")
                 nbytes = math.prod(shape) * dtype.itemsize
-                check_fits_in_memory(nbytes, f"{path!r}: dataset {key!r} of shape {shape}")
-                if dataset.compression is None and nbytes > file_size:
+                if compressed is None and nbytes > file_size:
                     raise CocoFormatError(f"{path!r}: dataset {key!r} declares shape {shape}, "
                                           f"more than the file's {file_size} bytes hold")
-                arrays[key] = np.asarray(dataset[()])
             except CocoFormatError:
                 raise
+            except Exception as err:
+                raise CocoFormatError(f"{path!r}: dataset {key!r} cannot be read "
+                                      f"({type(err).__name__}: {err})") from err
+            check_fits_in_memory(nbytes, f"{path!r}: dataset {key!r} of shape {shape}")
+            try:
+                arrays[key] = np.asarray(dataset[()])
             except Exception as err:
                 raise CocoFormatError(f"{path!r}: dataset {key!r} cannot be read "
                                       f"({type(err).__name__}: {err})") from err
