@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from _captioning_helpers import builtin_data, builtin_dir, global_random_state  # noqa: F401
+from _captioning_helpers import first_train_rows, small_model
 from fastrnn.captioning_solver import (CaptioningSolver, CheckpointError, atomic_write_h5,
                                        read_checkpoint)
 from fastrnn.classifiers.rnn import CaptioningRNN
@@ -26,16 +27,8 @@ CORRUPTION_TRIES = int(os.environ.get("FASTRNN_CORRUPTION_TRIES", "1500"))
 SWEEP_TIMEOUT_S = 120
 
 
-def _model(data, cell_type="lstm", rng=0):
-    return CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1],
-                         wordvec_dim=8, hidden_dim=12, cell_type=cell_type, rng=rng)
-
-
-def _small(data):
-    small = dict(data)
-    small["train_captions"] = data["train_captions"][:100]  # two iterations per epoch
-    small["train_image_idxs"] = data["train_image_idxs"][:100]
-    return small
+def _model(data, rng=0):
+    return small_model(data, wordvec_dim=8, hidden_dim=12, rng=rng)
 
 
 def _solver(data, **kwargs):
@@ -46,7 +39,7 @@ def _solver(data, **kwargs):
 @pytest.fixture(scope="module")
 def checkpoint(builtin_data, tmp_path_factory):
     """(path, data) of a checkpoint written after 2 epochs (4 iterations)."""
-    data = _small(builtin_data)
+    data = first_train_rows(builtin_data, 100)  # two iterations per epoch
     directory = tmp_path_factory.mktemp("checkpoint")
     _solver(data, num_epochs=2, checkpoint_dir=directory).train()
     return os.path.join(directory, "checkpoint.h5"), data

@@ -13,25 +13,10 @@ import pytest
 
 from _captioning_helpers import builtin_data, builtin_dir  # noqa: F401 (fixtures)
 from _captioning_helpers import global_random_state  # noqa: F401 (a fixture)
+from _captioning_helpers import first_train_rows as _small
+from _captioning_helpers import small_model as _model
 from fastrnn.captioning_solver import (CaptioningSolver, atomic_write_h5, clip_grad_norm,
                                        read_checkpoint)
-from fastrnn.classifiers.rnn import CaptioningRNN
-
-SMALL = dict(wordvec_dim=16, hidden_dim=24)
-
-
-def _model(data, cell_type="lstm", rng=0):
-    return CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1],
-                         cell_type=cell_type, rng=rng, **SMALL)
-
-
-def _small(data, num_train=200):
-    """The first ``num_train`` training rows (a plain slice: no random draw)."""
-    small = dict(data)
-    small["train_captions"] = data["train_captions"][:num_train]
-    small["train_image_idxs"] = data["train_image_idxs"][:num_train]
-    return small
-
 
 def test_rejects_unknown_kwargs_and_update_rules(builtin_data):
     model = _model(builtin_data)
