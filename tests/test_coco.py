@@ -331,5 +331,5 @@ def test_max_train_beyond_memory_is_refused(classic_dir):
     with pytest.raises(ValueError, match="max_train=10000000000000 needs .* more than this "
                                          "machine's memory"):
         load_coco_data(base_dir, max_train=10 ** 13)
-    with pytest.raises(ValueError, match="max_train must be a positive integer"):
+    with pytest.raises(ValueError, match="max_train must be an integer >= 1, got 0"):
         load_coco_data(base_dir, max_train=0)

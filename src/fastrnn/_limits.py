@@ -1,7 +1,10 @@
-"""Refusing sizes that cannot fit in memory, with a message instead of a MemoryError."""
+"""Checking sizes: whole numbers in range, and what fits in memory (a message instead of a
+MemoryError)."""
+import math
+import numbers
 import os
 
-__all__ = ["physical_memory", "check_fits_in_memory", "format_bytes"]
+__all__ = ["physical_memory", "check_fits_in_memory", "format_bytes", "check_count"]
 
 
 def physical_memory():
@@ -29,3 +32,13 @@ def check_fits_in_memory(nbytes, what):
     if limit is not None and nbytes > limit:
         raise ValueError(f"{what} needs {format_bytes(nbytes)}, more than this machine's "
                          f"memory ({format_bytes(limit)})")
+
+
+def check_count(name, value, minimum=1):
+    """``value`` as an int, or ValueError naming ``name`` unless it is a whole number (an int,
+    or a float such as 1e4 that holds one; not a bool, NaN or inf) >= ``minimum``."""
+    whole = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+             and math.isfinite(value) and int(value) == value)
+    if not whole or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

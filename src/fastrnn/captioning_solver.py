@@ -55,7 +55,7 @@ import warnings
 import numpy as np
 
 from fastrnn import optim
-from fastrnn._limits import check_fits_in_memory
+from fastrnn._limits import check_count, check_fits_in_memory
 from fastrnn.coco_utils import sample_coco_minibatch
 
 __all__ = ["CaptioningSolver", "clip_grad_norm", "read_checkpoint", "check_checkpoint_dir",
@@ -134,7 +134,9 @@ class _DeferredSigint:
             self._previous = None
             if threading.current_thread() is threading.main_thread():
                 current = signal.getsignal(signal.SIGINT)
-                if current is not signal.SIG_IGN:
+                # SIG_IGN: the user ignores SIGINT; None: a handler set outside Python, which
+                # could not be put back afterwards.  Both are left alone.
+                if current is not signal.SIG_IGN and current is not None:
                     self._previous = signal.signal(signal.SIGINT, self._handle)
         self._depth += 1
         return self
@@ -263,9 +265,10 @@ class CaptioningSolver:
             raise ValueError(f"Unrecognized arguments {extra}")
         if not isinstance(update_rule, str) or update_rule not in optim.__all__:
             raise ValueError(f'Invalid update_rule "{update_rule}": expected one of {optim.__all__}')
-        for name in ("batch_size", "print_every", "num_val"):
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("num_epochs", self.num_epochs, minimum=0)
+        self.batch_size = check_count("batch_size", self.batch_size)
+        self.print_every = check_count("print_every", self.print_every)
+        self.num_val = check_count("num_val", self.num_val)
+        self.num_epochs = check_count("num_epochs", self.num_epochs, minimum=0)
         _check_number("lr_decay", self.lr_decay, positive=True)
         if self.grad_clip is not None:
             _check_number("grad_clip", self.grad_clip, positive=True)
@@ -545,11 +548,6 @@ def _progress_bar_class():
         warnings.simplefilter("ignore", TqdmWarning)
         from tqdm.auto import tqdm
     return tqdm
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _check_number(name, value, positive=False, nonnegative=False):

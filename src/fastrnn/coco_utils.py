@@ -16,13 +16,14 @@ A directory ``base_dir`` holds::
 classic relative location ``cs231n/datasets/coco_captioning``.  :mod:`fastrnn.datasets` writes
 a small synthetic dataset in exactly this layout.
 """
+import io
 import json
 import math
 import os
 
 import numpy as np
 
-from fastrnn._limits import check_fits_in_memory
+from fastrnn._limits import check_count, check_fits_in_memory
 
 __all__ = ["load_coco_data", "sample_coco_minibatch", "decode_captions", "CocoFormatError",
            "COCO_DIR_ENV", "CLASSIC_BASE_DIR"]
@@ -123,7 +124,7 @@ def _read_text(path):
 
 
 def _read_urls(path, expected_count):
-    urls = np.asarray([line.strip() for line in _read_text(path).splitlines()])
+    urls = np.asarray([line.strip() for line in io.StringIO(_read_text(path))])
     if urls.shape[0] != expected_count:
         raise CocoFormatError(f"{path!r} has {urls.shape[0]} URLs, expected one per feature "
                               f"row ({expected_count})")
@@ -201,9 +202,8 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True, *, rng=None
     ValueError
         ``max_train`` is not a positive integer, or an array would not fit in memory.
     """
-    if max_train is not None and (isinstance(max_train, bool) or int(max_train) != max_train
-                                  or max_train < 1):
-        raise ValueError(f"max_train must be a positive integer, got {max_train!r}")
+    if max_train is not None:
+        max_train = check_count("max_train", max_train)
     base_dir = resolve_base_dir(base_dir)
     suffix = "_pca" if pca_features else ""
     caption_path = os.path.join(base_dir, CAPTION_FILE)

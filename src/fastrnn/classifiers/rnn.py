@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastrnn import rnn_layers
-from fastrnn._limits import check_fits_in_memory
+from fastrnn._limits import check_count, check_fits_in_memory
 
 __all__ = ["CaptioningRNN"]
 
@@ -100,11 +100,9 @@ class CaptioningRNN:
         if cell_type not in _DIM_MUL:
             raise ValueError(f"Invalid cell_type {cell_type!r}: expected 'rnn' or 'lstm'")
         _check_vocabulary(word_to_idx)
-        for name, value in (("input_dim", input_dim), ("wordvec_dim", wordvec_dim),
-                            ("hidden_dim", hidden_dim)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                    or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        input_dim = check_count("input_dim", input_dim)
+        wordvec_dim = check_count("wordvec_dim", wordvec_dim)
+        hidden_dim = check_count("hidden_dim", hidden_dim)
         try:
             dtype_name = np.dtype(dtype).name
         except TypeError:
@@ -113,7 +111,6 @@ class CaptioningRNN:
             # Layers compute in float32 or float64; an int dtype would truncate every initial
             # weight (randn / 100) to 0.
             raise TypeError(f"dtype must be float32 or float64, got {dtype_name}")
-        input_dim, wordvec_dim, hidden_dim = int(input_dim), int(wordvec_dim), int(hidden_dim)
         vocab_size = len(word_to_idx)
         hidden_mul = _DIM_MUL[cell_type] * hidden_dim
         num_params = (vocab_size * wordvec_dim + (input_dim + 1) * hidden_dim
