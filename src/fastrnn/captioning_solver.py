@@ -532,7 +532,9 @@ class CaptioningSolver:
             np.random.set_state(checkpoint["rng_state"])
             self.rng = None
         else:
-            self.rng = np.random.Generator(checkpoint["rng_state"])
+            bit_generator = getattr(np.random, checkpoint["rng_state"]["bit_generator"])()
+            bit_generator.state = checkpoint["rng_state"]
+            self.rng = np.random.Generator(bit_generator)
         self.last_checkpoint = (path, self.epoch, self.iteration)
 
 
@@ -754,8 +756,8 @@ def read_checkpoint(path):
     -------
     dict with ``attrs`` (dict), ``json`` (dict of JSON texts: rng_state, maybe word_to_idx),
     ``params`` (dict of arrays), ``optim`` (dict of config dicts), ``history`` (dict of
-    lists of float) and ``rng_state`` (the validated state, ready for
-    ``np.random.set_state`` or, for rng_kind 'generator', a bit generator holding it).
+    lists of float) and ``rng_state`` (the validated state: for rng_kind 'global' ready for
+    ``np.random.set_state``, else for the ``state`` of its bit generator).
 
     Raises
     ------
@@ -886,9 +888,8 @@ def _rng_state(reader, rng_kind):
             return state
         if name not in _BIT_GENERATORS:
             raise ValueError(f"unknown bit generator {name!r}")
-        bit_generator = getattr(np.random, name)()
-        bit_generator.state = state
-        return bit_generator
+        getattr(np.random, name)().state = state  # raises on a malformed state
+        return state
     except (TypeError, ValueError, KeyError, IndexError, OverflowError) as err:
         raise reader.error(key, f"is not a valid {rng_kind} random state "
                                 f"({type(err).__name__}: {err})") from err
