@@ -813,9 +813,10 @@ def _read_contents(reader):
     params = {}
     for name in reader.members("params"):
         value = reader.array(f"params/{name}")
-        if value.dtype.kind != "f" or not np.isfinite(value).all():
-            raise reader.error(f"params/{name}", f"should be finite floats, got dtype {value.dtype}"
-                                                 f"{'' if value.dtype.kind != 'f' else ' with non-finite values'}")
+        if value.dtype.kind != "f":
+            raise reader.error(f"params/{name}", f"should be floats, got dtype {value.dtype}")
+        if not np.isfinite(value).all():
+            raise reader.error(f"params/{name}", "holds non-finite values")
         params[name] = value
     if not params:
         raise reader.error("params", "holds no parameter")

@@ -109,7 +109,6 @@ def main(argv=None):
 
         return bench.main(argv[1:])
     args = _build_parser().parse_args(argv)
-    args.argv = argv
     command = {"train": _train, "sample": _sample, "gradcheck": _gradcheck}[args.command]
     try:
         return command(args)
@@ -147,7 +146,7 @@ def _interrupted_message(interrupt, argv):
     from fastrnn.captioning_solver import TrainingInterrupted
 
     if not isinstance(interrupt, TrainingInterrupted):
-        return "interrupted (no training iteration had run; nothing to resume)"
+        return "interrupted (no training iteration had run; no checkpoint was written)"
     lines = [f"interrupted after iteration {interrupt.iteration} of {interrupt.num_iterations} "
              f"({interrupt.epoch} of {interrupt.num_epochs} epochs complete)."]
     if interrupt.checkpoint is None:
