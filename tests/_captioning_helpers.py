@@ -44,3 +44,20 @@ def random_captions(rng, N, T, vocab_size, null_fraction=0.3):
         if rng.random() < null_fraction:
             row[length:] = 0
     return captions
+
+
+def small_model(data, cell_type="lstm", rng=0, wordvec_dim=16, hidden_dim=24):
+    """A small CaptioningRNN for ``data`` (fast to train and to checkpoint)."""
+    from fastrnn.classifiers.rnn import CaptioningRNN
+
+    return CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1],
+                         wordvec_dim=wordvec_dim, hidden_dim=hidden_dim, cell_type=cell_type,
+                         rng=rng)
+
+
+def first_train_rows(data, num_train):
+    """``data`` with only the first ``num_train`` training rows (a plain slice: no random draw)."""
+    small = dict(data)
+    small["train_captions"] = data["train_captions"][:num_train]
+    small["train_image_idxs"] = data["train_image_idxs"][:num_train]
+    return small

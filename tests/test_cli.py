@@ -2,6 +2,7 @@
 resume, sample, gradcheck, and the bench pass-through."""
 import contextlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -129,3 +130,86 @@ def test_python_dash_m_fastrnn():
     assert result.returncode == 0
     for command in ("train", "sample", "gradcheck", "bench"):
         assert command in result.stdout
+
+
+# ------------------------------------------------------------- bad arguments, refused up front
+@pytest.mark.parametrize("option, value, message", [
+    ("--lr", "1e400", "must be a finite positive number, got 1e400"),
+    ("--lr", "nan", "must be a finite positive number, got nan"),
+    ("--lr", "-1e-3", "must be a finite positive number"),
+    ("--lr", "0", "must be a finite positive number"),
+    ("--lr-decay", "inf", "must be a finite positive number"),
+    ("--grad-clip", "nan", "must be a finite positive number"),
+    ("--hidden-dim", "2.5", "must be a positive integer, got 2.5"),
+    ("--hidden-dim", "1e400", "must be a positive integer"),
+    ("--max-train", "-3", "must be a positive integer"),
+    ("--epochs", "ten", "must be a positive integer, got ten"),
+])
+def test_bad_hyperparameters_are_refused_at_parse_time(option, value, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", f"{option}={value}"])  # = form: "-1e-3" alone reads as an option
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and message in err
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--hidden-dim", "1e7", "hidden_dim=10000000"),
+    ("--max-train", "1e13", "max_train=10000000000000"),
+])
+def test_absurd_sizes_are_refused_with_a_message(builtin_dir, tmp_path, option, value, message,
+                                                 capsys):
+    assert main(["train", "--data-dir", builtin_dir, "--checkpoint-dir", str(tmp_path),
+                 option, value, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "more than this machine's memory" in err
+    assert "MemoryError" not in err and os.listdir(tmp_path) == []
+
+
+def test_a_file_as_checkpoint_dir_is_refused_before_anything_runs(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert main(["train", "--data-dir", str(tmp_path / "never_read"), "--checkpoint-dir",
+                 str(a_file), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "a_file' is a file, not a directory" in captured.err
+    assert "data:" not in captured.out  # refused before the data were even looked at
+
+
+@pytest.mark.parametrize("option, value, match", [
+    ("--hidden-dim", "32", "--hidden-dim 32 does not match .* which has hidden_dim=64"),
+    ("--cell-type", "rnn", "--cell-type rnn does not match .* which has cell_type=lstm"),
+    ("--wordvec-dim", "16", "--wordvec-dim 16 does not match .* which has wordvec_dim=32"),
+])
+def test_resume_refuses_model_options_that_differ_from_the_checkpoint(trained, builtin_dir,
+                                                                      capsys, option, value,
+                                                                      match):
+    checkpoint_dir, _ = trained
+    path = os.path.join(checkpoint_dir, "checkpoint.h5")
+    with open(path, "rb") as f:
+        before = f.read()
+    argv = ["train", "--data-dir", builtin_dir, "--epochs", "9", "--resume", path,
+            "--checkpoint-dir", str(checkpoint_dir), "--quiet", option, value]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert re.search(match, captured.err) and "model:" not in captured.out
+    with open(path, "rb") as f:
+        assert f.read() == before
+
+
+def test_resume_refuses_data_of_another_vocabulary(trained, tmp_path, capsys):
+    from fastrnn.datasets import write_builtin_coco
+
+    checkpoint_dir, _ = trained
+    other = write_builtin_coco(tmp_path / "other", num_train_images=20, num_val_images=5, fc7=False)
+    vocab_path = os.path.join(other, "coco2014_vocab.json")
+    with open(vocab_path) as f:
+        vocab = json.load(f)
+    vocab["idx_to_word"][-2:] = vocab["idx_to_word"][-1], vocab["idx_to_word"][-2]
+    vocab["word_to_idx"] = {w: i for i, w in enumerate(vocab["idx_to_word"])}
+    with open(vocab_path, "w") as f:
+        json.dump(vocab, f)
+    path = os.path.join(checkpoint_dir, "checkpoint.h5")
+    assert main(["train", "--data-dir", other, "--resume", path, "--checkpoint-dir",
+                 str(tmp_path / "c"), "--quiet"]) == 1
+    assert "different vocabulary" in capsys.readouterr().err

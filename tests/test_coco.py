@@ -2,6 +2,9 @@
 the file and the key, minibatches and caption decoding."""
 import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import h5py
 import numpy as np
@@ -213,3 +216,120 @@ def test_decode_captions():
     assert decode_captions(captions[0], idx_to_word) == "<START> a cat sits <END>"
     as_dict = dict(enumerate(idx_to_word))
     assert decode_captions(captions, as_dict) == decode_captions(captions, idx_to_word)
+
+
+# ------------------------------------------------------------------------ damaged data files
+_FLIP_CHILD = textwrap.dedent("""
+    import json, shutil, sys
+    import numpy as np
+    from fastrnn.coco_utils import CocoFormatError, load_coco_data
+
+    base_dir, name, tries = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    path = f"{base_dir}/{name}"
+    with open(path, "rb") as f:
+        good = f.read()
+    rng = np.random.default_rng(0)
+    outcomes = {"loaded": 0, "named": 0, "bare": []}
+    for _ in range(tries):
+        damaged = bytearray(good)
+        for position in rng.choice(len(good), size=3, replace=False):
+            damaged[position] ^= 1 << int(rng.integers(8))
+        with open(path, "wb") as f:
+            f.write(damaged)
+        try:
+            load_coco_data(base_dir)
+            outcomes["loaded"] += 1
+        except (CocoFormatError, ValueError) as err:
+            assert name in str(err), str(err)
+            outcomes["named"] += 1
+        except Exception as err:
+            outcomes["bare"].append(f"{type(err).__name__}: {err}")
+    print(json.dumps(outcomes))
+""")
+
+
+@pytest.mark.parametrize("name", ["coco2014_captions.h5", "val2014_vgg16_fc7_pca.h5"])
+def test_bit_flipped_hdf5_files_fail_with_the_file_named(classic_dir, name):
+    """Three random bit flips per try (HDF5 data files carry no digest: a flip in the numbers
+    loads; any failure must name the file).  In a child process, bounded by a timeout."""
+    base_dir, _, _ = classic_dir
+    done = subprocess.run([sys.executable, "-c", _FLIP_CHILD, str(base_dir), name, "150"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    outcomes = json.loads(done.stdout)
+    assert outcomes["bare"] == [], outcomes["bare"][:5]
+    assert outcomes["named"] > 0
+
+
+def _write_vocab(base_dir, text):
+    (base_dir / "coco2014_vocab.json").write_text(text)
+
+
+@pytest.mark.parametrize("vocab, expected", [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    (json.dumps({"idx_to_word": IDX_TO_WORD[:4] + [["a"]] + IDX_TO_WORD[5:],
+                 "word_to_idx": {w: i for i, w in enumerate(IDX_TO_WORD)}}),
+     "'idx_to_word' entry 4 should be a string, got list"),
+    (json.dumps({"idx_to_word": IDX_TO_WORD,
+                 "word_to_idx": {**{w: i for i, w in enumerate(IDX_TO_WORD)}, "cat": "5"}}),
+     "'word_to_idx' entry 'cat' should be an integer"),
+    (json.dumps({"idx_to_word": ["<NULL>", "<END>", "<UNK>", "a", "cat", "dog", "sits", "x"],
+                 "word_to_idx": {w: i for i, w in enumerate(
+                     ["<NULL>", "<END>", "<UNK>", "a", "cat", "dog", "sits", "x"])}}),
+     "no '<START>' token"),
+])
+def test_damaged_vocabularies_are_named(classic_dir, vocab, expected):
+    base_dir, _, _ = classic_dir
+    _write_vocab(base_dir, vocab)
+    with pytest.raises(CocoFormatError, match=f"coco2014_vocab.json.*{expected}"):
+        load_coco_data(base_dir)
+
+
+def test_a_non_utf8_url_file_is_named(classic_dir):
+    base_dir, _, _ = classic_dir
+    (base_dir / "train2014_urls.txt").write_bytes(b"http://images.example/\xff\xfe.jpg\n" * 6)
+    with pytest.raises(CocoFormatError, match="train2014_urls.txt' is not UTF-8"):
+        load_coco_data(base_dir)
+
+
+def test_a_dataset_declared_huge_is_refused_before_it_is_read(classic_dir):
+    base_dir, _, _ = classic_dir
+    path = base_dir / "coco2014_captions.h5"
+    with h5py.File(path, "r+") as f:
+        del f["val_captions"]
+        f.create_dataset("val_captions", shape=(10 ** 6, 17), dtype=np.int32, chunks=(64, 17))
+    with pytest.raises(CocoFormatError, match=r"coco2014_captions.h5.*'val_captions' declares"):
+        load_coco_data(base_dir)
+    with h5py.File(path, "r+") as f:
+        del f["val_captions"]
+        f.create_dataset("val_captions", shape=(10 ** 13, 17), dtype=np.int32, chunks=(64, 17),
+                         compression="gzip")  # compressed: only the memory bound applies
+    with pytest.raises(ValueError, match=r"coco2014_captions.h5.*'val_captions'.*more than this "
+                                         r"machine's memory"):
+        load_coco_data(base_dir)
+
+
+@pytest.mark.parametrize("file, key, bad, expected", [
+    ("val2014_vgg16_fc7_pca.h5", "features", np.zeros((4, 8), np.float32),
+     "features are 8-D but the train features are 16-D"),
+    ("coco2014_captions.h5", "train_captions", np.zeros((0, 17), np.int32), "train_captions is empty"),
+    ("coco2014_captions.h5", "val_captions", np.ones((8, 1), np.int32), "val_captions has 1 column"),
+    ("train2014_vgg16_fc7_pca.h5", "features", np.zeros((0, 16), np.float32), "'features' is empty"),
+])
+def test_inconsistent_files_are_refused_at_load_time(classic_dir, file, key, bad, expected):
+    base_dir, _, _ = classic_dir
+    changes = {key: bad}
+    if key == "train_captions":
+        changes["train_image_idxs"] = np.zeros(0, np.int32)
+    _rewrite_h5(base_dir / file, changes)
+    with pytest.raises(CocoFormatError, match=f"{file}.*{expected}"):
+        load_coco_data(base_dir)
+
+
+def test_max_train_beyond_memory_is_refused(classic_dir):
+    base_dir, _, _ = classic_dir
+    with pytest.raises(ValueError, match="max_train=10000000000000 needs .* more than this "
+                                         "machine's memory"):
+        load_coco_data(base_dir, max_train=10 ** 13)
+    with pytest.raises(ValueError, match="max_train must be an integer >= 1, got 0"):
+        load_coco_data(base_dir, max_train=0)

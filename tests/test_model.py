@@ -146,6 +146,64 @@ def test_vocabulary_needs_null():
         CaptioningRNN({"<START>": 0, "cat": 1})
 
 
+@pytest.mark.parametrize("word_to_idx, error, match", [
+    ({"<NULL>": 0, "<START>": -1, "<END>": 2}, ValueError, r"word_to_idx\['<START>'\] = -1 is negative"),
+    ({"<NULL>": 0, "<START>": 3, "<END>": 1}, ValueError,
+     r"word_to_idx\['<START>'\] = 3 is outside \[0, 3\)"),
+    ({"<NULL>": 5, "cat": 1}, ValueError, r"word_to_idx\['<NULL>'\] = 5 is outside \[0, 2\)"),
+    ({"<NULL>": 0, "<START>": 1, "<END>": 1}, ValueError, "maps both '<START>' and '<END>' to index 1"),
+    ({"<NULL>": 0, "cat": -2}, ValueError, r"word_to_idx\['cat'\] = -2 is negative"),
+    ({"<NULL>": 0, "cat": "1"}, TypeError, r"word_to_idx\['cat'\] must be an integer index"),
+    ({"<NULL>": 0, "cat": True}, TypeError, r"word_to_idx\['cat'\] must be an integer index"),
+    ({"<NULL>": 0, "cat": 1.0}, TypeError, r"word_to_idx\['cat'\] must be an integer index"),
+    (["<NULL>", "cat"], TypeError, "word_to_idx must be a dict"),
+])
+def test_bad_vocabularies_are_refused(word_to_idx, error, match, global_random_state):
+    state = np.random.get_state()[1].copy()
+    with pytest.raises(error, match=match):
+        CaptioningRNN(word_to_idx, input_dim=4, wordvec_dim=3, hidden_dim=5)
+    np.testing.assert_array_equal(np.random.get_state()[1], state)  # refused before any draw
+
+
+def test_the_classic_notebooks_toy_vocabulary_is_accepted():
+    """The course's loss check uses {'<NULL>': 0, 'cat': 2, 'dog': 3} (V = 3): an ordinary
+    word beyond V is the classic code's business (captions are range-checked)."""
+    model = CaptioningRNN({"<NULL>": 0, "cat": 2, "dog": 3}, input_dim=4, wordvec_dim=3,
+                          hidden_dim=5, rng=0)
+    assert model.params["W_embed"].shape == (3, 3)
+    numpy_indices = CaptioningRNN({"<NULL>": np.int64(0), "a": np.int32(1)}, 4, 3, 5, rng=0)
+    assert numpy_indices.params["W_vocab"].shape == (5, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float16, np.complex64, "bogus", object])
+def test_only_float32_and_float64_parameters(dtype):
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        CaptioningRNN(TINY_VOCAB, input_dim=4, wordvec_dim=3, hidden_dim=5, dtype=dtype)
+
+
+def test_sizes_that_cannot_fit_in_memory_are_refused():
+    with pytest.raises(ValueError, match=r"hidden_dim=10000000 .* needs .* more than this "
+                                         r"machine's memory"):
+        CaptioningRNN(TINY_VOCAB, hidden_dim=10 ** 7)
+
+
+@pytest.mark.parametrize("cell_type", CELLS)
+def test_features_of_the_wrong_width_are_named(cell_type, rng):
+    model = CaptioningRNN(TINY_VOCAB, input_dim=7, wordvec_dim=3, hidden_dim=5,
+                          cell_type=cell_type, rng=0)
+    captions = random_captions(rng, 2, 4, len(TINY_VOCAB))
+    wrong = rng.standard_normal((2, 6)).astype(np.float32)
+    expected = r"features must have shape \(N, D=7\) \(D: the model's input_dim\), got \(2, 6\)"
+    with pytest.raises(ValueError, match=expected):
+        model.loss(wrong, captions)
+    with pytest.raises(ValueError, match=expected):
+        model.sample(wrong)
+    with pytest.raises(ValueError, match=expected):
+        model.sample(wrong, beam_size=2)
+    with pytest.raises(ValueError, match="features has 3 rows but captions has 2"):
+        model.loss(rng.standard_normal((3, 7)), captions)
+
+
 @pytest.mark.parametrize("cell_type", CELLS)
 def test_float32_training_step_stays_float32_and_inputs_are_untouched(cell_type, rng):
     model = CaptioningRNN(TINY_VOCAB, 6, 5, 4, cell_type, rng=0)

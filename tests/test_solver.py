@@ -13,25 +13,10 @@ import pytest
 
 from _captioning_helpers import builtin_data, builtin_dir  # noqa: F401 (fixtures)
 from _captioning_helpers import global_random_state  # noqa: F401 (a fixture)
+from _captioning_helpers import first_train_rows as _small
+from _captioning_helpers import small_model as _model
 from fastrnn.captioning_solver import (CaptioningSolver, atomic_write_h5, clip_grad_norm,
                                        read_checkpoint)
-from fastrnn.classifiers.rnn import CaptioningRNN
-
-SMALL = dict(wordvec_dim=16, hidden_dim=24)
-
-
-def _model(data, cell_type="lstm", rng=0):
-    return CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1],
-                         cell_type=cell_type, rng=rng, **SMALL)
-
-
-def _small(data, num_train=200):
-    """The first ``num_train`` training rows (a plain slice: no random draw)."""
-    small = dict(data)
-    small["train_captions"] = data["train_captions"][:num_train]
-    small["train_image_idxs"] = data["train_image_idxs"][:num_train]
-    return small
-
 
 def test_rejects_unknown_kwargs_and_update_rules(builtin_data):
     model = _model(builtin_data)
@@ -320,3 +305,105 @@ def test_evaluate_captions_scores_an_oracle_1_and_silence_0(tmp_path):
     assert len(perfect["hypotheses"]) == 20
     silent = evaluate_captions(_OracleModel(data, silent=True), data, max_examples=20)
     assert silent["bleu1"] == 0.0 and silent["bleu4"] == pytest.approx(0.0, abs=1e-12)
+
+
+# ------------------------------------------------------------- failing loudly, checked up front
+def test_a_nan_producing_learning_rate_stops_with_a_clear_error(builtin_data, tmp_path):
+    from fastrnn.captioning_solver import NonFiniteError
+
+    data = _small(builtin_data, 100)  # 2 iterations per epoch
+    solver = CaptioningSolver(_model(data), data, update_rule="adam", batch_size=50,
+                              num_epochs=1, verbose=False, rng=0, checkpoint_dir=tmp_path)
+    solver.train()
+    path = solver.checkpoint_path
+    with open(path, "rb") as f:
+        good_bytes = f.read()
+    good_params = {name: value.copy() for name, value in solver.model.params.items()}
+    good_t = solver.optim_configs["Wx"]["t"]
+    for config in solver.optim_configs.values():
+        config["learning_rate"] = 1e300  # finite, but the float32 update overflows
+    solver.num_epochs = 3
+    with pytest.raises(NonFiniteError) as info:
+        solver.train()
+    message = str(info.value)
+    assert message.startswith("iteration 3: parameter 'W_embed' is not finite after the update")
+    assert "learning_rate=1e+300" in message and repr(path) in message
+    assert (info.value.iteration, info.value.name, info.value.learning_rate) == (3, "W_embed", 1e300)
+    assert isinstance(info.value, FloatingPointError)
+    # Nothing of the failed iteration was kept: weights, optimizer state, history, checkpoint.
+    assert solver.iteration == 2 and len(solver.loss_history) == 2
+    assert solver.optim_configs["Wx"]["t"] == good_t
+    for name, value in good_params.items():
+        np.testing.assert_array_equal(solver.model.params[name], value)
+    with open(path, "rb") as f:
+        assert f.read() == good_bytes
+    assert os.listdir(tmp_path) == ["checkpoint.h5"]
+
+
+def test_a_non_finite_loss_or_gradient_is_named(builtin_data):
+    from fastrnn.captioning_solver import NonFiniteError
+
+    data = _small(builtin_data, 100)
+    data["train_features"] = data["train_features"].copy()
+    data["train_features"][data["train_image_idxs"][:100]] = np.inf
+    solver = CaptioningSolver(_model(data), data, batch_size=50, verbose=False, rng=0)
+    with pytest.raises(NonFiniteError, match=r"^iteration 1: the (loss is nan|gradient of '\w+' "
+                                             r"is not finite) \(learning_rate=the rule's default"):
+        solver.train()
+    assert solver.loss_history == []
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"optim_config": {"learning_rate": float("inf")}}, r"learning_rate'\] must be a finite"),
+    ({"optim_config": {"learning_rate": float("nan")}}, "learning_rate"),
+    ({"optim_config": {"learning_rate": -1e-3}}, "learning_rate"),
+    ({"lr_decay": float("nan")}, "lr_decay"),
+    ({"lr_decay": 0.0}, "lr_decay"),
+    ({"grad_clip": float("inf")}, "grad_clip"),
+    ({"num_epochs": -1}, "num_epochs"),
+    ({"num_epochs": 2.5}, "num_epochs"),
+    ({"print_every": 0}, "print_every"),
+    ({"num_val": 0}, "num_val"),
+])
+def test_hyperparameters_are_checked_up_front(builtin_data, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CaptioningSolver(_model(builtin_data), builtin_data, **kwargs)
+
+
+def test_an_unusable_checkpoint_dir_is_refused_before_training(builtin_data, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    for directory, match in ((a_file, "a_file' is a file"), (a_file / "below", "a_file' is a file")):
+        with pytest.raises(ValueError, match=match):
+            CaptioningSolver(_model(builtin_data), builtin_data, checkpoint_dir=directory)
+    (tmp_path / "taken" / "checkpoint.h5").mkdir(parents=True)
+    with pytest.raises(ValueError, match="checkpoint.h5' is a directory"):
+        CaptioningSolver(_model(builtin_data), builtin_data, checkpoint_dir=tmp_path / "taken")
+    # A directory that does not exist yet is fine (created at the first write).
+    CaptioningSolver(_model(builtin_data), builtin_data, checkpoint_dir=tmp_path / "new" / "dir")
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_progress_bar_is_notebook_aware(builtin_data, capsys, monkeypatch):
+    """tqdm.auto (a widget in Jupyter); the verbose lines stay the classic ones."""
+    import tqdm.auto
+
+    from fastrnn import captioning_solver
+
+    made = []
+
+    class RecordingBar(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", RecordingBar)
+    assert captioning_solver._progress_bar_class() is RecordingBar
+    data = _small(builtin_data, 100)
+    solver = CaptioningSolver(_model(data), data, batch_size=50, num_epochs=2, print_every=1,
+                              rng=0)
+    solver.train()
+    assert len(made) == 1 and made[0]["total"] == 4
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["(Iteration %d / 4) loss: %f" % (i + 1, loss)
+                     for i, loss in enumerate(solver.loss_history)]

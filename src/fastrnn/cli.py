@@ -9,7 +9,10 @@ captions and the validation BLEU of the trained model next to that of the untrai
 """
 import argparse
 import json
+import math
 import os
+import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -19,19 +22,35 @@ import numpy as np
 __all__ = ["main"]
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
+MODEL_DEFAULTS = {"cell_type": "lstm", "wordvec_dim": 64, "hidden_dim": 128}
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
 
 
 def _positive_int(text):
-    value = int(text)
+    """argparse type: an integer >= 1, also written as a whole float ("1e4")."""
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number.is_integer()):
+            raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
+        value = int(number)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
 def _positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    """argparse type: a finite number > 0 ("1e400" parses as inf and is refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
     return value
 
 
@@ -43,19 +62,26 @@ def _build_parser():
     train = commands.add_parser("train", help="train a captioning model and report its BLEU")
     train.add_argument("--data-dir", help="COCO-layout data directory (default: the built-in "
                        "synthetic dataset, written to the user cache on first use)")
-    train.add_argument("--cell-type", choices=("rnn", "lstm"), default="lstm")
-    train.add_argument("--wordvec-dim", type=_positive_int, default=64)
-    train.add_argument("--hidden-dim", type=_positive_int, default=128)
+    # The model options default to None so that --resume can tell a given option (which must
+    # match the checkpoint) from a default (the checkpoint's value is used).
+    train.add_argument("--cell-type", choices=("rnn", "lstm"), default=None,
+                       help=f"default {MODEL_DEFAULTS['cell_type']}")
+    train.add_argument("--wordvec-dim", type=_positive_int, default=None,
+                       help=f"default {MODEL_DEFAULTS['wordvec_dim']}")
+    train.add_argument("--hidden-dim", type=_positive_int, default=None,
+                       help=f"default {MODEL_DEFAULTS['hidden_dim']}")
     train.add_argument("--epochs", type=_positive_int, default=5, help="total epochs (also when resuming)")
     train.add_argument("--batch-size", type=_positive_int, default=100)
-    train.add_argument("--lr", type=_positive_float, default=5e-3, help="Adam learning rate")
+    train.add_argument("--lr", type=_positive_float, default=5e-3,
+                       help="Adam learning rate (with --resume: the checkpoint's own is used)")
     train.add_argument("--lr-decay", type=_positive_float, default=0.95)
     train.add_argument("--grad-clip", type=_positive_float, default=None, help="max global gradient norm")
     train.add_argument("--max-train", type=_positive_int, default=None, help="use this many train captions")
     train.add_argument("--num-val", type=_positive_int, default=500, help="validation captions to score")
     train.add_argument("--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR,
                        help=f"where checkpoint.h5 is written each epoch (default: {DEFAULT_CHECKPOINT_DIR})")
-    train.add_argument("--resume", metavar="CHECKPOINT", help="continue from this checkpoint")
+    train.add_argument("--resume", metavar="CHECKPOINT",
+                       help="continue from this checkpoint (model options must match it)")
     train.add_argument("--seed", type=int, default=0, help="seed of the weights and minibatches")
     train.add_argument("--quiet", action="store_true", help="no progress bar or loss lines")
 
@@ -76,6 +102,7 @@ def _build_parser():
 
 def main(argv=None):
     """Entry point of the ``fastrnn`` console script; returns the exit status."""
+    as_program = argv is None  # the console script or python -m fastrnn, not a library call
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
         from fastrnn import bench  # imported on use: only this subcommand needs it
@@ -85,9 +112,65 @@ def main(argv=None):
     command = {"train": _train, "sample": _sample, "gradcheck": _gradcheck}[args.command]
     try:
         return command(args)
-    except (OSError, ValueError) as err:  # missing or malformed data/checkpoint files
+    except KeyboardInterrupt as interrupt:
+        if as_program:  # nothing is left to do but exit: another Ctrl-C changes nothing
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        message = _interrupted_message(interrupt, argv) if args.command == "train" else "interrupted"
+        print(f"fastrnn {args.command}: {message}", file=sys.stderr)
+        if as_program:
+            _exit_now(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    except (OSError, ValueError, FloatingPointError) as err:
+        # Missing or malformed data/checkpoint files, options that do not fit them, and
+        # training that went non-finite: one line, no traceback.
         print(f"fastrnn {args.command}: error: {err}", file=sys.stderr)
         return 1
+
+
+def _exit_now(status):
+    """Exit without Python's teardown, after an interrupt.
+
+    The teardown of a process that ran the kernels takes about a second (Numba and LLVM
+    objects), and Python restores the default SIGINT action during it, so a second Ctrl-C
+    then killed the process by the signal (status -2) instead of the 130 the first one
+    promised.  Checkpoints are already on disk (fsynced); only the output streams need
+    flushing.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(status)
+
+
+def _interrupted_message(interrupt, argv):
+    """Where a Ctrl-C'd command stopped and, for train, how to resume."""
+    from fastrnn.captioning_solver import TrainingInterrupted
+
+    if not isinstance(interrupt, TrainingInterrupted):
+        return "interrupted (no training iteration had run; no checkpoint was written)"
+    lines = [f"interrupted after iteration {interrupt.iteration} of {interrupt.num_iterations} "
+             f"({interrupt.epoch} of {interrupt.num_epochs} epochs complete)."]
+    if interrupt.checkpoint is None:
+        lines.append("No checkpoint was written yet (one is written at the end of every "
+                     "epoch): nothing to resume.")
+    else:
+        path, epoch, iteration = interrupt.checkpoint
+        lines.append(f"The last complete checkpoint is {path} (epoch {epoch}, iteration "
+                     f"{iteration}). Resume with:")
+        lines.append("  fastrnn " + shlex.join(_without_resume(argv) + ["--resume", path]))
+    return "\n".join(lines)
+
+
+def _without_resume(argv):
+    """``argv`` without its --resume option (both ``--resume X`` and ``--resume=X``)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--resume":
+            skip = True
+        elif not arg.startswith("--resume="):
+            kept.append(arg)
+    return kept
 
 
 def _load_data(data_dir, max_train=None, seed=0):
@@ -105,17 +188,66 @@ def _load_data(data_dir, max_train=None, seed=0):
     return load_coco_data(data_dir, max_train=max_train, rng=seed)
 
 
-def _model_from_checkpoint(checkpoint, word_to_idx):
-    """A CaptioningRNN shaped like the checkpoint's parameters, holding them."""
+# CaptioningRNN's parameters and their number of dimensions.
+_MODEL_PARAMS = {"W_embed": 2, "W_proj": 2, "b_proj": 1, "Wx": 2, "Wh": 2, "b": 1, "W_vocab": 2,
+                 "b_vocab": 1}
+
+
+def _model_options(args, checkpoint, path):
+    """cell_type, wordvec_dim, hidden_dim: the arguments (or defaults) for a new model; for a
+    resumed one the checkpoint's, refusing an option given on the command line that differs."""
+    given = {"cell_type": args.cell_type, "wordvec_dim": args.wordvec_dim,
+             "hidden_dim": args.hidden_dim}
+    if checkpoint is None:
+        return {name: MODEL_DEFAULTS[name] if value is None else value
+                for name, value in given.items()}
+    params = checkpoint["params"]
+    missing = [name for name in _MODEL_PARAMS if name not in params]
+    if missing:
+        raise ValueError(f"{path} is not a CaptioningRNN checkpoint: no parameter(s) {missing}")
+    for name, ndim in _MODEL_PARAMS.items():
+        if params[name].ndim != ndim:
+            raise ValueError(f"{path}: parameter {name!r} should be {ndim}-D, got shape "
+                             f"{params[name].shape}")
+    hidden_dim = params["Wh"].shape[0]
+    stored = {
+        "cell_type": checkpoint["attrs"].get("cell_type") or (
+            "lstm" if params["Wh"].shape[-1] == 4 * hidden_dim else "rnn"),
+        "wordvec_dim": params["W_embed"].shape[-1],
+        "hidden_dim": hidden_dim,
+    }
+    for name, value in given.items():
+        if value is not None and value != stored[name]:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} {value} does not match the checkpoint being resumed, {path}, "
+                             f"which has {name}={stored[name]}; leave {flag} out to use the "
+                             "checkpoint's")
+    return stored
+
+
+def _model_from_checkpoint(checkpoint, data, path, options=None):
+    """A CaptioningRNN shaped like the checkpoint's parameters, holding them; every parameter
+    must have the shape such a model has (a ValueError names the file and the key)."""
     from fastrnn.classifiers.rnn import CaptioningRNN
 
     params = checkpoint["params"]
-    hidden_dim = params["Wh"].shape[0]
-    cell_type = checkpoint["attrs"].get("cell_type") or (
-        "lstm" if params["Wh"].shape[1] == 4 * hidden_dim else "rnn")
-    model = CaptioningRNN(word_to_idx, input_dim=params["W_proj"].shape[0],
-                          wordvec_dim=params["W_embed"].shape[1], hidden_dim=hidden_dim,
-                          cell_type=cell_type, dtype=params["Wx"].dtype, rng=0)
+    if options is None:
+        options = _model_options(argparse.Namespace(cell_type=None, wordvec_dim=None,
+                                                    hidden_dim=None), checkpoint, path)
+    dtypes = {params[name].dtype.name for name in _MODEL_PARAMS}
+    if len(dtypes) != 1 or not dtypes <= {"float32", "float64"}:
+        raise ValueError(f"{path}: parameters should all be float32 or all float64, got {dtypes}")
+    input_dim = params["W_proj"].shape[0]
+    if input_dim != data["train_features"].shape[1]:
+        raise ValueError(f"{path} was trained on {input_dim}-D image features, these data have "
+                         f"{data['train_features'].shape[1]}-D ones")
+    model = CaptioningRNN(data["word_to_idx"], input_dim=input_dim, dtype=dtypes.pop(), rng=0,
+                          **options)
+    for name, value in model.params.items():
+        if params[name].shape != value.shape:
+            raise ValueError(f"{path}: parameter {name!r} has shape {params[name].shape}, a "
+                             f"{options['cell_type']} of these sizes and this vocabulary has "
+                             f"{value.shape}")
     for name in model.params:
         model.params[name] = params[name]
     return model
@@ -139,43 +271,55 @@ def _strip(caption):
 
 
 def _train(args):
-    from fastrnn.captioning_solver import CaptioningSolver, read_checkpoint
+    """Everything is checked (paths, checkpoint, data, options) before the first iteration;
+    Ctrl-C is deferred to safe points (see :data:`fastrnn.captioning_solver.deferred_sigint`)."""
+    from fastrnn.captioning_solver import (CaptioningSolver, TrainingInterrupted,
+                                           check_checkpoint_dir, deferred_sigint, read_checkpoint)
     from fastrnn.classifiers.rnn import CaptioningRNN
     from fastrnn.metrics import evaluate_captions
 
     start = time.perf_counter()
-    data = _load_data(args.data_dir, args.max_train, args.seed)
-    if args.resume:
-        checkpoint = read_checkpoint(args.resume)
-        _check_vocabulary(checkpoint, data, args.resume)
-        model = _model_from_checkpoint(checkpoint, data["word_to_idx"])
-    else:
-        model = CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1],
-                              wordvec_dim=args.wordvec_dim, hidden_dim=args.hidden_dim,
-                              cell_type=args.cell_type, dtype=np.float32, rng=args.seed)
-    print(f"model: {model.cell_type.upper()}, wordvec {model.params['W_embed'].shape[1]}, hidden "
-          f"{model.params['Wh'].shape[0]}, vocabulary {len(data['word_to_idx'])}; "
-          f"{data['train_captions'].shape[0]} train captions")
-    untrained = CaptioningRNN(data["word_to_idx"], input_dim=model.params["W_proj"].shape[0],
-                              wordvec_dim=model.params["W_embed"].shape[1],
-                              hidden_dim=model.params["Wh"].shape[0], cell_type=model.cell_type,
-                              rng=args.seed)
-    before = evaluate_captions(untrained, data, "val", max_examples=args.num_val)
+    with deferred_sigint:
+        check_checkpoint_dir(args.checkpoint_dir)
+        checkpoint = read_checkpoint(args.resume) if args.resume else None
+        options = _model_options(args, checkpoint, args.resume)
+        data = _load_data(args.data_dir, args.max_train, args.seed)
+        deferred_sigint.check()
+        if checkpoint is not None:
+            _check_vocabulary(checkpoint, data, args.resume)
+            model = _model_from_checkpoint(checkpoint, data, args.resume, options)
+        else:
+            model = CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1],
+                                  dtype=np.float32, rng=args.seed, **options)
+        num_iterations = args.epochs * max(data["train_captions"].shape[0] // args.batch_size, 1)
+        solver = CaptioningSolver(model, data, update_rule="adam",
+                                  optim_config={"learning_rate": args.lr}, lr_decay=args.lr_decay,
+                                  batch_size=args.batch_size, num_epochs=args.epochs,
+                                  print_every=max(num_iterations // 10, 1), verbose=not args.quiet,
+                                  grad_clip=args.grad_clip, checkpoint_dir=args.checkpoint_dir,
+                                  rng=args.seed + 1)
+        if checkpoint is not None:
+            solver.restore_checkpoint(checkpoint, args.resume)
+        print(f"model: {model.cell_type.upper()}, wordvec {model.params['W_embed'].shape[1]}, "
+              f"hidden {model.params['Wh'].shape[0]}, vocabulary {len(data['word_to_idx'])}; "
+              f"{data['train_captions'].shape[0]} train captions")
+        untrained = CaptioningRNN(data["word_to_idx"], input_dim=model.params["W_proj"].shape[0],
+                                  wordvec_dim=model.params["W_embed"].shape[1],
+                                  hidden_dim=model.params["Wh"].shape[0], cell_type=model.cell_type,
+                                  rng=args.seed)
+        before = evaluate_captions(untrained, data, "val", max_examples=args.num_val)
+        deferred_sigint.check()
 
-    num_iterations = args.epochs * max(data["train_captions"].shape[0] // args.batch_size, 1)
-    solver = CaptioningSolver(model, data, update_rule="adam", optim_config={"learning_rate": args.lr},
-                              lr_decay=args.lr_decay, batch_size=args.batch_size,
-                              num_epochs=args.epochs, print_every=max(num_iterations // 10, 1),
-                              verbose=not args.quiet, grad_clip=args.grad_clip,
-                              checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-                              rng=args.seed + 1)
-    train_start = time.perf_counter()
-    solver.train()
-    train_time = time.perf_counter() - train_start
-    if solver.loss_history:
-        print(f"trained {solver.epoch} epochs ({solver.iteration} iterations) in {train_time:.1f} s; "
-              f"final training loss {solver.loss_history[-1]:.3f}")
-    after = evaluate_captions(model, data, "val", max_examples=args.num_val)
+        train_start = time.perf_counter()
+        solver.train()
+        train_time = time.perf_counter() - train_start
+        if solver.loss_history:
+            print(f"trained {solver.epoch} epochs ({solver.iteration} iterations) in "
+                  f"{train_time:.1f} s; final training loss {solver.loss_history[-1]:.3f}")
+        after = evaluate_captions(model, data, "val", max_examples=args.num_val)
+        if deferred_sigint.requested:  # during the final evaluation: training is complete
+            raise TrainingInterrupted(solver.iteration, num_iterations, solver.epoch,
+                                      args.epochs, solver.last_checkpoint)
     _print_samples(after, 5)
     print(f"validation BLEU-1 (the notebook's unigram BLEU): trained {after['bleu1']:.3f}, "
           f"untrained {before['bleu1']:.3f}")
@@ -195,7 +339,7 @@ def _sample(args):
     checkpoint = read_checkpoint(args.checkpoint)
     data = _load_data(args.data_dir)
     _check_vocabulary(checkpoint, data, args.checkpoint)
-    model = _model_from_checkpoint(checkpoint, data["word_to_idx"])
+    model = _model_from_checkpoint(checkpoint, data, args.checkpoint)
     rng = np.random.default_rng(args.seed)
     rows = rng.choice(data[f"{args.split}_captions"].shape[0], size=args.num, replace=False)
     captions = data[f"{args.split}_captions"][rows]

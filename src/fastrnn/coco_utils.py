@@ -16,10 +16,14 @@ A directory ``base_dir`` holds::
 classic relative location ``cs231n/datasets/coco_captioning``.  :mod:`fastrnn.datasets` writes
 a small synthetic dataset in exactly this layout.
 """
+import io
 import json
+import math
 import os
 
 import numpy as np
+
+from fastrnn._limits import check_count, check_fits_in_memory
 
 __all__ = ["load_coco_data", "sample_coco_minibatch", "decode_captions", "CocoFormatError",
            "COCO_DIR_ENV", "CLASSIC_BASE_DIR"]
@@ -51,24 +55,51 @@ def _require_file(path):
 
 
 def _read_h5_arrays(path, keys):
-    """Read datasets ``keys`` of the HDF5 file ``path`` into NumPy arrays, in that order."""
+    """Read datasets ``keys`` of the HDF5 file ``path`` into NumPy arrays, in that order.
+
+    Every failure is a CocoFormatError naming the file and the key: a damaged file makes h5py
+    raise OSError, KeyError, RuntimeError, TypeError or ValueError depending on where the
+    damage is, none of which names the file.  A dataset that declares more bytes than the
+    file holds (a damaged dimension) or than the machine's memory is refused before it is read.
+    """
     import h5py  # imported on use: importing fastrnn.coco_utils stays cheap
 
     _require_file(path)
+    file_size = os.path.getsize(path)
     try:
         h5file = h5py.File(path, "r")
-    except OSError as err:
-        raise CocoFormatError(f"{path!r} is not a readable HDF5 file ({err})") from err
+    except Exception as err:
+        raise CocoFormatError(f"{path!r} is not a readable HDF5 file "
+                              f"({type(err).__name__}: {err})") from err
     with h5file:
         arrays = {}
         for key in keys:
-            if key not in h5file:
-                raise CocoFormatError(
-                    f"{path!r} has no dataset {key!r} (it has {sorted(h5file.keys())})")
             try:
-                arrays[key] = np.asarray(h5file[key])
-            except (OSError, TypeError) as err:
-                raise CocoFormatError(f"{path!r}: dataset {key!r} cannot be read ({err})") from err
+                dataset = h5file.get(key)
+                if dataset is None:
+                    raise CocoFormatError(
+                        f"{path!r} has no dataset {key!r} (it has {sorted(h5file.keys())})")
+                if not isinstance(dataset, h5py.Dataset):
+                    raise CocoFormatError(f"{path!r}: {key!r} should be a dataset, not a group")
+                dtype, shape, compressed = dataset.dtype, dataset.shape, dataset.compression
+                if dtype.kind not in "iuf" or shape is None:
+                    raise CocoFormatError(f"{path!r}: dataset {key!r} should hold numbers, got "
+                                          f"dtype {dtype}")
+                nbytes = math.prod(shape) * dtype.itemsize
+                if compressed is None and nbytes > file_size:
+                    raise CocoFormatError(f"{path!r}: dataset {key!r} declares shape {shape}, "
+                                          f"more than the file's {file_size} bytes hold")
+            except CocoFormatError:
+                raise
+            except Exception as err:
+                raise CocoFormatError(f"{path!r}: dataset {key!r} cannot be read "
+                                      f"({type(err).__name__}: {err})") from err
+            check_fits_in_memory(nbytes, f"{path!r}: dataset {key!r} of shape {shape}")
+            try:
+                arrays[key] = np.asarray(dataset[()])
+            except Exception as err:
+                raise CocoFormatError(f"{path!r}: dataset {key!r} cannot be read "
+                                      f"({type(err).__name__}: {err})") from err
     return arrays
 
 
@@ -81,23 +112,36 @@ def _check_array(array, path, key, ndim, kind):
                               f"got shape {array.shape} dtype {array.dtype}")
 
 
-def _read_urls(path, expected_count):
+def _read_text(path):
+    """The UTF-8 text of ``path``; errors name the file."""
     _require_file(path)
-    with open(path, "r", encoding="utf-8") as f:
-        urls = np.asarray([line.strip() for line in f])
+    check_fits_in_memory(os.path.getsize(path), f"{path!r}")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as err:
+        raise CocoFormatError(f"{path!r} is not UTF-8 text ({err})") from err
+
+
+def _read_urls(path, expected_count):
+    urls = np.asarray([line.strip() for line in io.StringIO(_read_text(path))])
     if urls.shape[0] != expected_count:
         raise CocoFormatError(f"{path!r} has {urls.shape[0]} URLs, expected one per feature "
                               f"row ({expected_count})")
     return urls
 
 
+REQUIRED_TOKENS = ("<NULL>", "<START>", "<END>")  # what the captions and the model rely on
+
+
 def _read_vocab(path):
-    _require_file(path)
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            vocab = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        vocab = json.loads(_read_text(path))
+    except json.JSONDecodeError as err:
         raise CocoFormatError(f"{path!r} is not valid JSON ({err})") from err
+    except RecursionError as err:
+        raise CocoFormatError(f"{path!r} is not a vocabulary: its JSON is nested too deeply "
+                              "to read") from err
     if not isinstance(vocab, dict):
         raise CocoFormatError(f"{path!r} should hold a JSON object, got {type(vocab).__name__}")
     for key, kind in (("idx_to_word", list), ("word_to_idx", dict)):
@@ -107,11 +151,20 @@ def _read_vocab(path):
             raise CocoFormatError(f"{path!r}: {key!r} should be a JSON "
                                   f"{'array' if kind is list else 'object'}")
     idx_to_word, word_to_idx = vocab["idx_to_word"], vocab["word_to_idx"]
+    for i, word in enumerate(idx_to_word):
+        if not isinstance(word, str):
+            raise CocoFormatError(f"{path!r}: 'idx_to_word' entry {i} should be a string, got "
+                                  f"{type(word).__name__}")
+    for word, i in word_to_idx.items():
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise CocoFormatError(f"{path!r}: 'word_to_idx' entry {word!r} should be an integer "
+                                  f"index, got {i!r}")
     if any(word_to_idx.get(word) != i for i, word in enumerate(idx_to_word)) \
             or len(word_to_idx) != len(idx_to_word):
         raise CocoFormatError(f"{path!r}: 'idx_to_word' and 'word_to_idx' do not match")
-    if "<NULL>" not in word_to_idx:
-        raise CocoFormatError(f"{path!r}: the vocabulary has no '<NULL>' token")
+    for token in REQUIRED_TOKENS:
+        if token not in word_to_idx:
+            raise CocoFormatError(f"{path!r}: the vocabulary has no {token!r} token")
     return vocab
 
 
@@ -142,8 +195,15 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True, *, rng=None
     FileNotFoundError
         A file is missing (the message names it).
     CocoFormatError
-        A file is unreadable, lacks a key, or holds an array of the wrong shape or dtype.
+        A file is unreadable or damaged, lacks a key, holds an array of the wrong shape or
+        dtype, or is inconsistent with the others (the message names the file and the key):
+        empty splits, captions of fewer than 2 columns, train and val features of different
+        widths, a vocabulary without <NULL>/<START>/<END> or with non-string words.
+    ValueError
+        ``max_train`` is not a positive integer, or an array would not fit in memory.
     """
+    if max_train is not None:
+        max_train = check_count("max_train", max_train)
     base_dir = resolve_base_dir(base_dir)
     suffix = "_pca" if pca_features else ""
     caption_path = os.path.join(base_dir, CAPTION_FILE)
@@ -153,6 +213,11 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True, *, rng=None
         image_idxs = data[f"{split}_image_idxs"]
         _check_array(captions, caption_path, f"{split}_captions", 2, "int")
         _check_array(image_idxs, caption_path, f"{split}_image_idxs", 1, "int")
+        if captions.shape[0] == 0:
+            raise CocoFormatError(f"{caption_path!r}: {split}_captions is empty (no caption rows)")
+        if captions.shape[1] < 2:
+            raise CocoFormatError(f"{caption_path!r}: {split}_captions has {captions.shape[1]} "
+                                  "column(s); a caption needs at least 2 (<START> and a word)")
         if image_idxs.shape[0] != captions.shape[0]:
             raise CocoFormatError(f"{caption_path!r}: {split}_image_idxs has {image_idxs.shape[0]}"
                                   f" rows but {split}_captions has {captions.shape[0]}")
@@ -161,6 +226,13 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True, *, rng=None
         feature_path = os.path.join(base_dir, f"{split}2014_vgg16_fc7{suffix}.h5")
         features = _read_h5_arrays(feature_path, ("features",))["features"]
         _check_array(features, feature_path, "features", 2, "float")
+        if features.shape[0] == 0 or features.shape[1] == 0:
+            raise CocoFormatError(f"{feature_path!r}: dataset 'features' is empty, shape "
+                                  f"{features.shape}")
+        if split == "val" and features.shape[1] != data["train_features"].shape[1]:
+            raise CocoFormatError(
+                f"{feature_path!r}: features are {features.shape[1]}-D but the train features "
+                f"are {data['train_features'].shape[1]}-D; both splits must have the same width")
         image_idxs = data[f"{split}_image_idxs"]
         if image_idxs.size and (image_idxs.min() < 0 or image_idxs.max() >= features.shape[0]):
             raise CocoFormatError(f"{caption_path!r}: {split}_image_idxs must lie in "
@@ -183,6 +255,8 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True, *, rng=None
 
     if max_train is not None:
         num_train = data["train_captions"].shape[0]
+        row_bytes = data["train_captions"][0].nbytes + data["train_image_idxs"].itemsize
+        check_fits_in_memory(max_train * row_bytes, f"max_train={max_train}")
         if rng is None:
             mask = np.random.randint(num_train, size=max_train)
         else:

@@ -11,13 +11,48 @@ The layer functions are looked up on ``self.layers``, a module with the layer AP
 contract: :mod:`fastrnn.rnn_layers` by default, or :mod:`fastrnn.reference` (the plain NumPy
 yardstick) with ``layers=fastrnn.reference``.
 """
+import numbers
+from collections.abc import Mapping
+
 import numpy as np
 
 from fastrnn import rnn_layers
+from fastrnn._limits import check_count, check_fits_in_memory
 
 __all__ = ["CaptioningRNN"]
 
 _DIM_MUL = {"rnn": 1, "lstm": 4}
+
+
+def _check_vocabulary(word_to_idx):
+    """ValueError/TypeError naming ``word_to_idx`` unless its indices are unique integers >= 0
+    and its special tokens (<NULL>, and <START>/<END> when present) lie in [0, V).
+
+    The indices are rows of W_embed and columns of W_vocab (V = len(word_to_idx)): a token
+    out of range would read past them (or, negative, wrap around to the last row silently),
+    and two words on one index would make ``idx_to_word`` lose one.  Ordinary words beyond V
+    are allowed, as in the classic code: the course notebook's own toy vocabulary
+    ``{'<NULL>': 0, 'cat': 2, 'dog': 3}`` has V = 3 (captions are range-checked by the layers).
+    """
+    if not isinstance(word_to_idx, Mapping):
+        raise TypeError(f"word_to_idx must be a dict of word -> index, got "
+                        f"{type(word_to_idx).__name__}")
+    if "<NULL>" not in word_to_idx:
+        raise ValueError("word_to_idx must contain the '<NULL>' token")
+    vocab_size = len(word_to_idx)
+    seen = {}
+    for word, index in word_to_idx.items():
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"word_to_idx[{word!r}] must be an integer index, got {index!r}")
+        if index < 0:
+            raise ValueError(f"word_to_idx[{word!r}] = {index} is negative")
+        if index in seen:
+            raise ValueError(f"word_to_idx maps both {seen[index]!r} and {word!r} to index {index}")
+        seen[index] = word
+    for token in ("<NULL>", "<START>", "<END>"):
+        if token in word_to_idx and word_to_idx[token] >= vocab_size:
+            raise ValueError(f"word_to_idx[{token!r}] = {word_to_idx[token]} is outside [0, "
+                             f"{vocab_size}) (the vocabulary has {vocab_size} words)")
 
 
 def _standard_normal_draws(rng):
@@ -34,8 +69,9 @@ class CaptioningRNN:
     Parameters
     ----------
     word_to_idx : dict
-        Vocabulary: word -> index in [0, V).  Must contain '<NULL>'; '<START>' and '<END>' are
-        needed by :meth:`sample`.
+        Vocabulary: word -> index (unique integers >= 0; the special tokens in [0, V), V the
+        number of words; errors name the entry).  Must contain '<NULL>'; '<START>' and '<END>'
+        are needed by :meth:`sample`.
     input_dim : int
         D, the dimension of an image feature vector.
     wordvec_dim : int
@@ -44,7 +80,7 @@ class CaptioningRNN:
         H, the dimension of the recurrent hidden state.
     cell_type : {'rnn', 'lstm'}
     dtype : numpy dtype
-        Of every parameter: float32 to train, float64 to check gradients.
+        Of every parameter: float32 to train, float64 to check gradients (no other dtype).
     rng : numpy.random.Generator or int, optional
         Source of the initial weights.  Default: the global ``np.random`` stream, drawn in the
         classic order (W_embed, W_proj, Wx, Wh, W_vocab), so a notebook that calls
@@ -63,12 +99,26 @@ class CaptioningRNN:
                  cell_type="rnn", dtype=np.float32, *, rng=None, layers=None):
         if cell_type not in _DIM_MUL:
             raise ValueError(f"Invalid cell_type {cell_type!r}: expected 'rnn' or 'lstm'")
-        if "<NULL>" not in word_to_idx:
-            raise ValueError("word_to_idx must contain the '<NULL>' token")
-        for name, value in (("input_dim", input_dim), ("wordvec_dim", wordvec_dim),
-                            ("hidden_dim", hidden_dim)):
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        _check_vocabulary(word_to_idx)
+        input_dim = check_count("input_dim", input_dim)
+        wordvec_dim = check_count("wordvec_dim", wordvec_dim)
+        hidden_dim = check_count("hidden_dim", hidden_dim)
+        try:
+            dtype_name = np.dtype(dtype).name
+        except TypeError:
+            dtype_name = repr(dtype)
+        if dtype_name not in ("float32", "float64"):
+            # Layers compute in float32 or float64; an int dtype would truncate every initial
+            # weight (randn / 100) to 0.
+            raise TypeError(f"dtype must be float32 or float64, got {dtype_name}")
+        vocab_size = len(word_to_idx)
+        hidden_mul = _DIM_MUL[cell_type] * hidden_dim
+        num_params = (vocab_size * wordvec_dim + (input_dim + 1) * hidden_dim
+                      + (wordvec_dim + hidden_dim + 1) * hidden_mul + (hidden_dim + 1) * vocab_size)
+        # The initial draws are float64 whatever the dtype.
+        check_fits_in_memory(8 * num_params, f"a CaptioningRNN with input_dim={input_dim}, "
+                             f"wordvec_dim={wordvec_dim}, hidden_dim={hidden_dim} and "
+                             f"{vocab_size} words ({num_params:,} parameters)")
         self.cell_type = cell_type
         self.dtype = dtype
         self.word_to_idx = word_to_idx
@@ -79,8 +129,6 @@ class CaptioningRNN:
         self._end = word_to_idx.get("<END>", None)
 
         randn = _standard_normal_draws(rng)
-        vocab_size = len(word_to_idx)
-        hidden_mul = _DIM_MUL[cell_type] * hidden_dim
         # Insertion order and draw order are both the classic ones.
         params = {}
         params["W_embed"] = randn(vocab_size, wordvec_dim) / 100
@@ -112,6 +160,10 @@ class CaptioningRNN:
         captions = np.asarray(captions)
         if captions.ndim != 2 or captions.shape[1] < 2:
             raise ValueError(f"captions must have shape (N, T + 1) with T >= 1, got {captions.shape}")
+        features = self._check_features(features)
+        if features.shape[0] != captions.shape[0]:
+            raise ValueError(f"features has {features.shape[0]} rows but captions has "
+                             f"{captions.shape[0]}: one caption per image feature row")
         captions_in = captions[:, :-1]
         captions_out = captions[:, 1:]
         mask = captions_out != self._null
@@ -134,6 +186,16 @@ class CaptioningRNN:
         grads["W_embed"] = L.word_embedding_backward(dwords, embed_cache)
         _, grads["W_proj"], grads["b_proj"] = L.affine_backward(dh0, h0_cache)
         return loss, {k: grads[k] for k in p}
+
+    def _check_features(self, features):
+        """features as an (N, D) array, D the model's input_dim, or ValueError naming it (the
+        layers would blame their own argument, ``x`` or ``w``, for the caller's mistake)."""
+        features = np.asarray(features)
+        input_dim = self.params["W_proj"].shape[0]
+        if features.ndim != 2 or features.shape[1] != input_dim:
+            raise ValueError(f"features must have shape (N, D={input_dim}) (D: the model's "
+                             f"input_dim), got {features.shape}")
+        return features
 
     def _initial_state(self, features):
         """features (N, D) -> h0 (N, H) and c0 (N, H) zeros (c0 unused by the RNN)."""
@@ -176,9 +238,7 @@ class CaptioningRNN:
             raise ValueError("sample needs a '<START>' token in word_to_idx")
         if int(max_length) != max_length or max_length < 1:
             raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
-        features = np.asarray(features)
-        if features.ndim != 2:
-            raise ValueError(f"features must have shape (N, D), got {features.shape}")
+        features = self._check_features(features)
         if beam_size is not None:
             if int(beam_size) != beam_size or beam_size < 1:
                 raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
