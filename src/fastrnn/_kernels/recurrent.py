@@ -33,7 +33,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
-from .activations import sigmoid, tanh
+from .activations import gate, tanh
 from .linalg import as_dtype_of, column_sum, swap_leading_axes
 from .packed import dot, pack_for_product, product
 from .packed import scratch_size as scratch_panels_size
@@ -201,7 +201,7 @@ def _lstm_forward_row(gates, b, scale, shift, cs, hs, h, t, n):
     h[n, t] from them."""
     H = cs.shape[2]
     for j in range(4 * H):
-        gates[t, n, j] = sigmoid((gates[t, n, j] + b[j]) * scale[j]) * scale[j] + shift[j]
+        gates[t, n, j] = gate(gates[t, n, j] + b[j], scale[j] != 1)
     for j in range(H):
         cs[t + 1, n, j] = (gates[t, n, H + j] * cs[t, n, j]
                            + gates[t, n, j] * gates[t, n, 3 * H + j])
