@@ -313,12 +313,28 @@ def rnn_backward_small(dh, x, hs, Wx, Wh):
 def lstm_forward_small(x, h0, c0, Wx, Wh, b):
     """:func:`lstm_forward` for tiny layers."""
     N, T, _ = x.shape
+    H = h0.shape[1]
     gates = np.empty((T, N, b.size), dtype=x.dtype)
     h, hs, cs, tanh_gate = _lstm_forward_arrays(h0, c0, T)
+    # tanh(c) over a step's N*H cells at once, as in rnn_forward_small (forward at N=2, T=10,
+    # D=3, H=6, CPU time: 6.9 -> 5.9 us float32, 7.7 -> 7.2 us float64)
+    hs_flat, cs_flat = hs.reshape((T + 1) * N * H), cs.reshape((T + 1) * N * H)
     for t in range(T):
         for n in range(N):
             _step_product(x, hs, Wx, Wh, gates, t, n)
-            _lstm_forward_row(gates, b, tanh_gate, cs, hs, h, t, n)
+            for j in range(4 * H):
+                gates[t, n, j] = gate(gates[t, n, j] + b[j], tanh_gate[j])
+            for j in range(H):
+                cs[t + 1, n, j] = (gates[t, n, H + j] * cs[t, n, j]
+                                   + gates[t, n, j] * gates[t, n, 3 * H + j])
+        start = (t + 1) * N * H
+        for i in range(N * H):
+            hs_flat[start + i] = tanh(cs_flat[start + i])
+        for n in range(N):
+            for j in range(H):
+                h_j = gates[t, n, 2 * H + j] * hs[t + 1, n, j]
+                hs[t + 1, n, j] = h_j
+                h[n, t, j] = h_j
     return h, hs, cs, gates
 
 
