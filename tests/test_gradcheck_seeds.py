@@ -7,7 +7,8 @@ ones pass.  For each check of the notebooks (rnn step, rnn sequence, lstm step, 
 with the notebooks' shapes and inputs drawn like theirs (standard normal x, h, Wx, Wh, b and
 upstream gradients), the numeric gradient of each library's own forward is compared with its
 own backward.  Over the seeds, fastrnn must have no larger share of seeds with some gradient over
-the notebook's bound, and no larger median rel_error per gradient, than ``fastrnn.reference``.
+the notebook's bound, and no larger median rel_error per gradient, than ``fastrnn.reference``,
+up to the spread that two equally accurate libraries show between seed sets (see MEDIAN_SPREAD).
 
 Deterministic: fixed seeds, no timing.  Run as a script to print the figures.
 """
@@ -87,7 +88,8 @@ def lstm(m, seed):
                     (rel_error(n, a) for n, a in zip(numeric, analytic))))
 
 
-# (check, the bound the notebook's text gives for it); every check is also judged at 1e-8,
+# (check, the bound notebooks/sources give for it: the text's "errors around ...", or for the rnn
+# sequence, which states none, its assert); every check is also judged at 1e-8,
 # the tightest of them, where the two libraries' rounding noise is what decides.
 CHECKS = {"rnn_step": (rnn_step, 1e-8), "rnn": (rnn, 1e-6), "lstm_step": (lstm_step, 1e-6),
           "lstm": (lstm, 1e-7)}
