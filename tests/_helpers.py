@@ -23,12 +23,12 @@ FLOAT_DTYPES = (np.float32, np.float64)
 F64_BOUND = 1e-12
 # float32: the yardstick is the float64 computation on the same (float32-rounded) inputs.  The
 # implementation may be at most F32_FACTOR times as far from it as the reference's own float32
-# result is (vectorised tanh/exp approximations are allowed ~2-3 ulp where NumPy's are ~1 ulp),
-# and never needs to beat F32_FLOOR (16 ulp at 1.0), because where the reference happens to be
-# exact (a gather, a single product) or lucky, a different but correct summation order is not a
-# bug.  16, not 8: a sum with cancellation (db with H=1 is one sum of N*T terms) is measured at
-# 10 ulp of its own size from float64 when AVX-512 code rounds the terms (reference: 0.25 ulp by
-# luck); a real slip is off by 1e-3 or more.
+# result is (its tanh/exp round about once, like NumPy's, but products and sums run in other
+# orders), and never needs to beat F32_FLOOR (16 ulp at 1.0), because where the reference happens to
+# be exact (a gather, a single product) or lucky, a different but correct summation order is not a
+# bug.  16, not 8: a sum with cancellation (db with H=1 is one sum of N*T terms) is measured at 10
+# ulp of its own size from float64 when AVX-512 code rounds the terms (reference: 0.25 ulp by luck);
+# a real slip is off by 1e-3 or more.
 F32_FACTOR = 10.0
 F32_FLOOR = 16 * float(np.finfo(np.float32).eps)
 

@@ -29,8 +29,8 @@ and float64 alike (NumPy's float64 tanh: 0.23 / 1.18).  It takes three things:
   bits, then to a subnormal's fewer: up to 0.78 ulp there).  +-inf give the exact limits, NaN
   propagates.
 
-Cost: about twice the arithmetic of one-rounding-per-step approximations (measured per element:
-exp 1.5-1.7x, tanh and sigmoid 1.7-2x; see the README).
+Cost: about twice the arithmetic of versions that round at every step (1-3 ulp; per element:
+exp 1.4-1.6x, sigmoid 1.6-1.8x, tanh 1.7-1.9x; see the README).
 
 These helpers are compiled with their own, stricter fastmath flags (no reassociation, which would
 fold the error-free sums away), forced inline (LLVM's alwaysinline) into the kernels that call
