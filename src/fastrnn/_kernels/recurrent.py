@@ -33,7 +33,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
-from .activations import sigmoid, tanh
+from .activations import gate, tanh
 from .linalg import as_dtype_of, column_sum, swap_leading_axes
 from .packed import dot, pack_for_product, product
 from .packed import scratch_size as scratch_panels_size
@@ -161,47 +161,46 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, scratch):
     # gates[t] = x_t @ Wx for every step at once, time-major; each step adds h_{t-1} @ Wh and
     # the bias and then activates in place.
     gates = dot(swap_leading_axes(x).reshape(T * N, D), Wx, scratch).reshape(T, N, 4 * H)
-    h, hs, cs, scale, shift = _lstm_forward_arrays(h0, c0, T)
+    h, hs, cs, tanh_gate = _lstm_forward_arrays(h0, c0, T)
     Wh_panels = pack_for_product(N, Wh, scratch)
     rows_parallel = N * 4 * H >= PARALLEL_GATES_MIN
     for t in range(T):
         product(hs[t], Wh, Wh_panels, gates[t], True)
         if rows_parallel:
             for n in prange(N):
-                _lstm_forward_row(gates, b, scale, shift, cs, hs, h, t, n)
+                _lstm_forward_row(gates, b, tanh_gate, cs, hs, h, t, n)
         else:
             for n in range(N):
-                _lstm_forward_row(gates, b, scale, shift, cs, hs, h, t, n)
+                _lstm_forward_row(gates, b, tanh_gate, cs, hs, h, t, n)
     return h, hs, cs, gates
 
 
 @jit(inline="always")
 def _lstm_forward_arrays(h0, c0, T):
-    """The outputs h (N, T, H), hs and cs (T+1, N, H) with hs[0] = h0 and cs[0] = c0, and the
-    scale and shift (4H) of the gate activation."""
+    """The outputs h (N, T, H), hs and cs (T+1, N, H) with hs[0] = h0 and cs[0] = c0, and
+    ``tanh_gate`` (4H): which gate values are g's (a tanh), the others sigmoids."""
     N, H = h0.shape
     hs = np.empty((T + 1, N, H), dtype=h0.dtype)
     cs = np.empty((T + 1, N, H), dtype=h0.dtype)
     hs[0] = h0
     cs[0] = c0
     h = np.empty((N, T, H), dtype=h0.dtype)
-    # All four gates in one vectorised pass of one function: i, f, o = sigmoid(a) and
-    # g = tanh(a) = 2 sigmoid(2a) - 1, i.e. sigmoid(a * scale) * scale + shift (measured 1.4-1.9x
-    # faster than a sigmoid pass and a tanh pass; the error stays at a few ulp of 1).
-    scale = np.ones(4 * H, dtype=h0.dtype)
-    shift = np.zeros(4 * H, dtype=h0.dtype)
-    scale[3 * H:] = 2
-    shift[3 * H:] = -1
-    return h, hs, cs, scale, shift
+    # All four gates in one vectorised pass of one function, a tanh or a sigmoid by a flag
+    # (measured 1.4-1.9x faster than a sigmoid pass and a tanh pass, which do not both vectorise
+    # as well; g is the accurate tanh, not 2 sigmoid(2a) - 1, which loses relative accuracy
+    # near 0).
+    tanh_gate = np.zeros(4 * H, dtype=np.bool_)
+    tanh_gate[3 * H:] = True
+    return h, hs, cs, tanh_gate
 
 
 @jit(inline="always")
-def _lstm_forward_row(gates, b, scale, shift, cs, hs, h, t, n):
+def _lstm_forward_row(gates, b, tanh_gate, cs, hs, h, t, n):
     """Sample n of step t: activate gates[t, n] (4H) in place; cs[t+1, n], hs[t+1, n] and
     h[n, t] from them."""
     H = cs.shape[2]
     for j in range(4 * H):
-        gates[t, n, j] = sigmoid((gates[t, n, j] + b[j]) * scale[j]) * scale[j] + shift[j]
+        gates[t, n, j] = gate(gates[t, n, j] + b[j], tanh_gate[j])
     for j in range(H):
         cs[t + 1, n, j] = (gates[t, n, H + j] * cs[t, n, j]
                            + gates[t, n, j] * gates[t, n, 3 * H + j])
@@ -281,10 +280,19 @@ def rnn_forward_small(x, h0, Wx, Wh, b):
     hs = np.empty((T + 1, N, H), dtype=x.dtype)
     hs[0] = h0
     h = np.empty((N, T, H), dtype=x.dtype)
+    # tanh over a step's N*H values at once, not row by row: a row of H < 8 values runs the
+    # vectorised loop's scalar remainder only (forward at N=2, T=10, D=3, H=6 float64, CPU time:
+    # 5.3 -> 4.5 us with the accurate tanh)
+    pre_flat, hs_flat = pre.reshape(T * N * H), hs.reshape((T + 1) * N * H)
     for t in range(T):
         for n in range(N):
-            _step_product_short(x, hs, Wx, Wh, pre, t, n)
-            _rnn_forward_row(pre, b, hs, h, t, n)
+            _step_product_short(x, hs, Wx, Wh, b, pre, t, n)
+        start = t * N * H
+        for i in range(N * H):
+            hs_flat[start + N * H + i] = tanh(pre_flat[start + i])
+        for n in range(N):
+            for j in range(H):
+                h[n, t, j] = hs[t + 1, n, j]
     return h, hs
 
 
@@ -305,12 +313,28 @@ def rnn_backward_small(dh, x, hs, Wx, Wh):
 def lstm_forward_small(x, h0, c0, Wx, Wh, b):
     """:func:`lstm_forward` for tiny layers."""
     N, T, _ = x.shape
+    H = h0.shape[1]
     gates = np.empty((T, N, b.size), dtype=x.dtype)
-    h, hs, cs, scale, shift = _lstm_forward_arrays(h0, c0, T)
+    h, hs, cs, tanh_gate = _lstm_forward_arrays(h0, c0, T)
+    # tanh(c) over a step's N*H cells at once, as in rnn_forward_small (forward at N=2, T=10,
+    # D=3, H=6, CPU time: 6.9 -> 5.9 us float32, 7.7 -> 7.2 us float64)
+    hs_flat, cs_flat = hs.reshape((T + 1) * N * H), cs.reshape((T + 1) * N * H)
     for t in range(T):
         for n in range(N):
             _step_product(x, hs, Wx, Wh, gates, t, n)
-            _lstm_forward_row(gates, b, scale, shift, cs, hs, h, t, n)
+            for j in range(4 * H):
+                gates[t, n, j] = gate(gates[t, n, j] + b[j], tanh_gate[j])
+            for j in range(H):
+                cs[t + 1, n, j] = (gates[t, n, H + j] * cs[t, n, j]
+                                   + gates[t, n, j] * gates[t, n, 3 * H + j])
+        start = (t + 1) * N * H
+        for i in range(N * H):
+            hs_flat[start + i] = tanh(cs_flat[start + i])
+        for n in range(N):
+            for j in range(H):
+                h_j = gates[t, n, 2 * H + j] * hs[t + 1, n, j]
+                hs[t + 1, n, j] = h_j
+                h[n, t, j] = h_j
     return h, hs, cs, gates
 
 
@@ -346,18 +370,18 @@ def _step_product(x, hs, Wx, Wh, pre, t, n):
 
 
 @jit(inline="always")
-def _step_product_short(x, hs, Wx, Wh, pre, t, n):
-    """:func:`_step_product` for short rows (the vanilla RNN's, G = H < 30 here): each element
-    summed in a register, in float64.  Measured 0.4 us of a 3.5 us forward at G = 6, where the
-    vectorised loop above runs only its scalar remainder.  (Both in one kernel behind a test
-    of G cost as much again.)"""
+def _step_product_short(x, hs, Wx, Wh, b, pre, t, n):
+    """pre[t, n] = x[n, t] @ Wx + hs[t, n] @ Wh + b, like :func:`_step_product`, for short rows
+    (the vanilla RNN's, G = H < 30 here): each element summed in a register, in float64.
+    Measured 0.4 us of a 3.5 us forward at G = 6, where the vectorised loop above runs only its
+    scalar remainder.  (Both in one kernel behind a test of G cost as much again.)"""
     for j in range(pre.shape[2]):
         acc = 0.0
         for k in range(x.shape[2]):
             acc += x[n, t, k] * Wx[k, j]
         for k in range(hs.shape[2]):
             acc += hs[t, n, k] * Wh[k, j]
-        pre[t, n, j] = acc
+        pre[t, n, j] = acc + b[j]
 
 
 @jit(inline="always")
