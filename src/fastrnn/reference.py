@@ -206,3 +206,156 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     if verbose:
         print("dx_flat: ", dx_flat.shape)
     return loss, dx_flat.reshape(N, T, V)
+
+
+# ==============================================================================================
+# The one-layer Transformer encoder of the problem set (fastrnn.transformer_layers)
+#
+# Plain NumPy, one head at a time, in the shape of the course's PyTorch code.  Weights in the
+# classic (in, out) layout.  Caches are plain tuples.
+# ==============================================================================================
+
+__all__ += [
+    "positional_embedding_forward", "positional_embedding_backward",
+    "multi_head_attention_forward", "multi_head_attention_backward",
+    "layernorm_forward", "layernorm_backward",
+    "affine_relu_forward", "affine_relu_backward", "linear_forward", "linear_backward",
+    "sigmoid_bce_loss",
+]
+
+
+def positional_embedding_forward(x, W_tok, W_pos):
+    """x: int (N, T), W_tok: (V, D), W_pos: (L, D), T <= L -> out (N, T, D)."""
+    T = x.shape[1]
+    positions = np.arange(T)  # a new array: the caller's x is never written
+    out = W_tok[x] + W_pos[positions][None, :, :]
+    return out, (x, W_tok.shape, W_pos.shape)
+
+
+def positional_embedding_backward(dout, cache):
+    """dout: (N, T, D) -> dW_tok (V, D), dW_pos (L, D)."""
+    x, tok_shape, pos_shape = cache
+    dW_tok = np.zeros(tok_shape, dtype=dout.dtype)
+    np.add.at(dW_tok, x, dout)
+    dW_pos = np.zeros(pos_shape, dtype=dout.dtype)
+    dW_pos[:x.shape[1]] = dout.sum(axis=0)
+    return dW_tok, dW_pos
+
+
+def _softmax_rows(scores):
+    shifted = scores - np.max(scores, axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def multi_head_attention_forward(x, Wq, bq, Wk, bk, Wv, bv, num_heads, key_mask=None,
+                                 num_queries=None):
+    """x: (N, T, D) -> heads concatenated (N, Tq, heads * dv), Tq = num_queries or T.
+
+    Per head h: softmax(q_h k_h^T / sqrt(dk)) v_h with q_h = x[:, :Tq] Wq_h + bq_h, etc.
+    key_mask (N, T) bool: False keys are left out of the softmax.
+    """
+    N, T, D = x.shape
+    Tq = T if num_queries is None else num_queries
+    dk = Wq.shape[1] // num_heads
+    dv = Wv.shape[1] // num_heads
+    heads, caches = [], []
+    for h in range(num_heads):
+        cols_k, cols_v = slice(h * dk, (h + 1) * dk), slice(h * dv, (h + 1) * dv)
+        q = x[:, :Tq].dot(Wq[:, cols_k]) + bq[cols_k]
+        k = x.dot(Wk[:, cols_k]) + bk[cols_k]
+        v = x.dot(Wv[:, cols_v]) + bv[cols_v]
+        scores = np.matmul(q, k.transpose(0, 2, 1)) / float(np.sqrt(dk))  # weak scalar: keeps float32
+        if key_mask is not None:
+            scores = np.where(key_mask[:, None, :], scores, -np.inf)
+        probs = _softmax_rows(scores)
+        heads.append(np.matmul(probs, v))
+        caches.append((q, k, v, probs))
+    out = np.concatenate(heads, axis=2)
+    return out, (x, Wq, Wk, Wv, num_heads, Tq, caches)
+
+
+def multi_head_attention_backward(dout, cache):
+    """dout: (N, Tq, heads * dv) -> dx (N, T, D), dWq, dbq, dWk, dbk, dWv, dbv."""
+    x, Wq, Wk, Wv, num_heads, Tq, caches = cache
+    dk = Wq.shape[1] // num_heads
+    dv = Wv.shape[1] // num_heads
+    dx = np.zeros_like(x)
+    dWq, dWk, dWv = np.zeros_like(Wq), np.zeros_like(Wk), np.zeros_like(Wv)
+    dbq, dbk = np.zeros(Wq.shape[1], dtype=x.dtype), np.zeros(Wk.shape[1], dtype=x.dtype)
+    dbv = np.zeros(Wv.shape[1], dtype=x.dtype)
+    for h, (q, k, v, probs) in enumerate(caches):
+        cols_k, cols_v = slice(h * dk, (h + 1) * dk), slice(h * dv, (h + 1) * dv)
+        dhead = dout[:, :, cols_v]
+        dprobs = np.matmul(dhead, v.transpose(0, 2, 1))
+        dv_h = np.matmul(probs.transpose(0, 2, 1), dhead)
+        dscores = probs * (dprobs - np.sum(dprobs * probs, axis=-1, keepdims=True)) / float(np.sqrt(dk))
+        dq_h = np.matmul(dscores, k)
+        dk_h = np.matmul(dscores.transpose(0, 2, 1), q)
+        for grad, W, dW, db, cols, rows in ((dq_h, Wq, dWq, dbq, cols_k, slice(0, Tq)),
+                                             (dk_h, Wk, dWk, dbk, cols_k, slice(None)),
+                                             (dv_h, Wv, dWv, dbv, cols_v, slice(None))):
+            dx[:, rows] += grad.dot(W[:, cols].T)
+            dW[:, cols] = np.tensordot(x[:, rows], grad, axes=([0, 1], [0, 1]))
+            db[cols] = grad.sum(axis=(0, 1))
+    return dx, dWq, dbq, dWk, dbk, dWv, dbv
+
+
+def layernorm_forward(x, gamma, beta, ln_param=None, residual=None):
+    """x: (..., D) -> gamma * normalise(x + residual) + beta over the last axis (eps 1e-5)."""
+    eps = (ln_param or {}).get("eps", 1e-5)
+    s = x if residual is None else x + residual
+    mean = s.mean(axis=-1, keepdims=True)
+    var = ((s - mean) ** 2).mean(axis=-1, keepdims=True)
+    rstd = 1 / np.sqrt(var + eps)
+    xhat = (s - mean) * rstd
+    return gamma * xhat + beta, (xhat, rstd, gamma)
+
+
+def layernorm_backward(dout, cache):
+    """dout: (..., D) -> dx (also the residual's gradient), dgamma (D,), dbeta (D,)."""
+    xhat, rstd, gamma = cache
+    axes = tuple(range(dout.ndim - 1))
+    dgamma = np.sum(dout * xhat, axis=axes)
+    dbeta = np.sum(dout, axis=axes)
+    g = dout * gamma
+    dx = rstd * (g - g.mean(axis=-1, keepdims=True)
+                 - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    return dx, dgamma, dbeta
+
+
+def linear_forward(x, w, b):
+    """x: (..., D), w: (D, M), b: (M,) -> x @ w + b over the last axis."""
+    return x.dot(w) + b, (x, w)
+
+
+def linear_backward(dout, cache):
+    """dout: (..., M) -> dx (..., D), dw (D, M), db (M,)."""
+    x, w = cache
+    D, M = w.shape
+    dw = x.reshape(-1, D).T.dot(dout.reshape(-1, M))
+    return dout.dot(w.T), dw, dout.reshape(-1, M).sum(axis=0)
+
+
+def affine_relu_forward(x, w, b):
+    """x: (..., D) -> max(x @ w + b, 0) over the last axis."""
+    out = np.maximum(x.dot(w) + b, 0)
+    return out, (x, w, out)
+
+
+def affine_relu_backward(dout, cache):
+    """dout: (..., M) -> dx (..., D), dw (D, M), db (M,)."""
+    x, w, out = cache
+    return linear_backward(dout * (out > 0), (x, w))
+
+
+def sigmoid_bce_loss(x, y):
+    """x: (N,) or (N, 1) logits, y: (N,) labels in [0, 1] -> (mean BCE, dx).
+
+    Computed from the logit: log(1 + e^x) - x y, never log(0)."""
+    z = x.reshape(x.shape[0])
+    y = y.reshape(x.shape[0])
+    N = z.shape[0]
+    loss = np.sum(np.logaddexp(0, z) - z * y) / N
+    dx = (sigmoid(z) - y) / N
+    return x.dtype.type(loss), dx.astype(x.dtype).reshape(x.shape)
