@@ -72,6 +72,15 @@ def _affine(x2, w, b, relu):
     return out
 
 
+def _matmul(a, b):
+    """a (M, K) @ b (K, P) as a new C-contiguous array: the packed kernel for large products,
+    NumPy below (either operand may be a transposed view)."""
+    (M, K), P = a.shape, b.shape[1]
+    if affine_kernels.worth_a_kernel(M, K, P):
+        return kernels.matmul(a, b, scratch_buffer(a.dtype, affine_kernels.scratch_size(M, K, P)))
+    return np.ascontiguousarray(a @ b)
+
+
 def _affine_backward(dout2, x2, w, out2, relu):
     """(dx (M, D), dw in w's layout, db (P,)) of :func:`_affine`; ``out2`` is its output."""
     (M, D), P = x2.shape, w.shape[1]
@@ -151,19 +160,94 @@ def positional_embedding_backward(dout, cache):
 # ---------------------------------------------------------------------------- attention
 
 class AttentionCache(NamedTuple):
-    x: np.ndarray           # (N, T, D) input
-    q: np.ndarray           # (N, Tq, .) queries at columns q_off.. (may be the qkv array)
-    kv: np.ndarray          # (N, T, .) keys at k_off.., values at v_off..
-    probs: np.ndarray       # (N, heads, Tq, T) attention probabilities
-    w_q: Optional[np.ndarray]   # (D, heads*dk) query weights when q has its own product
-    w_kv: np.ndarray        # (D, C) weights of kv's product: [Wq | Wk | Wv] or [Wk | Wv]
-    q_off: int
-    k_off: int
-    v_off: int
+    """Cache of the all-positions path: q, k and v side by side in one array."""
+    x: np.ndarray       # (N, T, D) input
+    qkv: np.ndarray     # (N, T, 2 * heads * dk + heads * dv): q, k, v
+    probs: np.ndarray   # (N, heads, T, T) attention probabilities
+    w_qkv: np.ndarray   # (D, 2 * heads * dk + heads * dv) = [Wq | Wk | Wv]
     num_heads: int
     dk: int
     dv: int
     scale: float
+
+
+class QueryAttentionCache(NamedTuple):
+    """Cache of the few-query path (``num_queries`` < T): no keys or values are formed."""
+    x: np.ndarray       # (N, T, D) input
+    x_q: np.ndarray     # (N * Tq, D) the query positions' inputs
+    q: np.ndarray       # (N * Tq, heads * dk) queries
+    qt: np.ndarray      # (heads, N, Tq, D) scale * Wk_h q: scores are x_j . qt
+    ebar: np.ndarray    # (heads, N, Tq, D) sum_j p_j x_j
+    probs: np.ndarray   # (N, heads, Tq, T)
+    has_key: np.ndarray  # (N,) bool: some key is valid
+    Wq: np.ndarray
+    Wk: np.ndarray
+    Wv: np.ndarray
+    num_heads: int
+    dk: int
+    dv: int
+    scale: float
+
+
+def _query_attention_forward(x, Wq, bq, Wk, Wv, bv, num_heads, valid, Tq):
+    """The first Tq positions' attention outputs without keys or values (see
+    :func:`fastrnn._kernels.transformer.query_attention_forward`)."""
+    N, T, D = x.shape
+    hdk, hdv = Wq.shape[1], Wv.shape[1]
+    dk, dv = hdk // num_heads, hdv // num_heads
+    scale = float(1.0 / np.sqrt(dk))
+    x_q = np.ascontiguousarray(x[:, :Tq]).reshape(N * Tq, D)
+    q = _affine(x_q, Wq, bq, False)
+    qt = np.empty((num_heads, N, Tq, D), dtype=x.dtype)
+    for h in range(num_heads):
+        cols = slice(h * dk, (h + 1) * dk)
+        qt[h] = _matmul(np.ascontiguousarray(q[:, cols]),
+                        np.ascontiguousarray(Wk[:, cols].T)).reshape(N, Tq, D)
+    qt *= scale
+    probs = np.empty((N, num_heads, Tq, T), dtype=x.dtype)
+    ebar = np.empty((num_heads, N, Tq, D), dtype=x.dtype)
+    kernels.query_attention_forward(x, qt, valid, probs, ebar)
+    out = np.empty((N, Tq, hdv), dtype=x.dtype)
+    for h in range(num_heads):
+        cols = slice(h * dv, (h + 1) * dv)
+        out[:, :, cols] = _affine(ebar[h].reshape(N * Tq, D), np.ascontiguousarray(Wv[:, cols]),
+                                  bv[cols], False).reshape(N, Tq, dv)
+    has_key = valid.any(axis=1)
+    out[~has_key] = 0   # as the full path: no valid key, no output (not the bias bv)
+    return out, QueryAttentionCache(x, x_q, q, qt, ebar, probs, has_key, Wq, Wk, Wv, num_heads,
+                                    dk, dv, scale)
+
+
+def _query_attention_backward(dout, c):
+    x = c.x
+    N, T, D = x.shape
+    Tq = c.probs.shape[2]
+    hdk, hdv = c.q.shape[1], c.Wv.shape[1]
+    dout = as_float(dout, x.dtype).copy()
+    dout[~c.has_key] = 0
+    dout2 = dout.reshape(N * Tq, hdv)
+    dWv = np.empty((D, hdv), dtype=x.dtype)
+    debar = np.empty((c.num_heads, N, Tq, D), dtype=x.dtype)
+    for h in range(c.num_heads):
+        cols = slice(h * c.dv, (h + 1) * c.dv)
+        dhead = np.ascontiguousarray(dout2[:, cols])
+        dWv[:, cols] = _matmul(c.ebar[h].reshape(N * Tq, D).T, dhead)
+        debar[h] = _matmul(dhead, np.ascontiguousarray(c.Wv[:, cols].T)).reshape(N, Tq, D)
+    dbv = dout2.sum(axis=0)
+    dx = np.empty_like(x)
+    dqt = np.empty_like(c.qt)
+    kernels.query_attention_backward(x, c.qt, c.probs, debar, dx, dqt)
+    dq = np.empty((N * Tq, hdk), dtype=x.dtype)
+    dWk = np.empty((D, hdk), dtype=x.dtype)
+    for h in range(c.num_heads):
+        cols = slice(h * c.dk, (h + 1) * c.dk)
+        dqt_h = dqt[h].reshape(N * Tq, D)
+        dq[:, cols] = _matmul(dqt_h, np.ascontiguousarray(c.Wk[:, cols])) * c.scale
+        dWk[:, cols] = _matmul(dqt_h.T, np.ascontiguousarray(c.q[:, cols])) * c.scale
+    dbk = np.zeros(hdk, dtype=x.dtype)
+    dxq, dWq, dbq = _affine_backward(dq, c.x_q, c.Wq, None, False)
+    dx[:, :Tq] += dxq.reshape(N, Tq, D)
+    return dx, dWq, dbq, dWk, dbk, dWv, dbv
 
 
 def multi_head_attention_forward(x, Wq, bq, Wk, bk, Wv, bv, num_heads, key_mask=None,
@@ -222,28 +306,19 @@ def multi_head_attention_forward(x, Wq, bq, Wk, bk, Wv, bv, num_heads, key_mask=
     else:
         valid = np.array(check_shape("key_mask", key_mask, (N, T), ("N", "T")), dtype=np.bool_,
                          order="C")
+    if Tq < T:
+        return _query_attention_forward(x, Wq, bq, Wk, Wv, bv, num_heads, valid, Tq)
     x2 = x.reshape(N * T, D)
-    if Tq == T:  # one product for q, k and v
-        w_kv = np.concatenate([Wq, Wk, Wv], axis=1)
-        kv = _affine(x2, w_kv, np.concatenate([bq, bk, bv]), False).reshape(N, T, -1)
-        q, w_q, offsets = kv, None, (0, hdk, 2 * hdk)
-    else:  # queries for the first Tq positions only
-        w_q = Wq
-        q = _affine(np.ascontiguousarray(x[:, :Tq]).reshape(N * Tq, D), Wq, bq, False)
-        q = q.reshape(N, Tq, hdk)
-        w_kv = np.concatenate([Wk, Wv], axis=1)
-        kv = _affine(x2, w_kv, np.concatenate([bk, bv]), False).reshape(N, T, -1)
-        offsets = (0, 0, hdk)
+    # every position has a query: one product for q, k and v
+    w_qkv = np.concatenate([Wq, Wk, Wv], axis=1)
+    qkv = _affine(x2, w_qkv, np.concatenate([bq, bk, bv]), False).reshape(N, T, -1)
     dk, dv = hdk // num_heads, hdv // num_heads
-    scale = 1.0 / np.sqrt(dk)
-    out = np.empty((N, Tq, hdv), dtype=dtype)
-    probs = np.empty((N, num_heads, Tq, T), dtype=dtype)
-    q_off, k_off, v_off = offsets
-    kernels.attention_forward(q, q_off, kv, k_off, kv, v_off, valid, num_heads, dk, dv, scale,
+    scale = float(1.0 / np.sqrt(dk))
+    out = np.empty((N, T, hdv), dtype=dtype)
+    probs = np.empty((N, num_heads, T, T), dtype=dtype)
+    kernels.attention_forward(qkv, 0, qkv, hdk, qkv, 2 * hdk, valid, num_heads, dk, dv, scale,
                               out, probs)
-    return out, AttentionCache(x=x, q=q, kv=kv, probs=probs, w_q=w_q, w_kv=w_kv, q_off=q_off,
-                               k_off=k_off, v_off=v_off, num_heads=num_heads, dk=dk, dv=dv,
-                               scale=scale)
+    return out, AttentionCache(x, qkv, probs, w_qkv, num_heads, dk, dv, scale)
 
 
 def multi_head_attention_backward(dout, cache):
@@ -252,37 +327,25 @@ def multi_head_attention_backward(dout, cache):
     dbk is zero up to rounding: a key bias adds the same q . bk to every score of a query,
     which the softmax cancels.
     """
+    if isinstance(cache, QueryAttentionCache):
+        N, Tq = cache.probs.shape[0], cache.probs.shape[2]
+        dout = check_shape("dout", dout, (N, Tq, cache.Wv.shape[1]), ("N", "Tq", "heads*dv"))
+        return _query_attention_backward(dout, cache)
     check_cache(cache, AttentionCache, "multi_head_attention_backward")
     c = cache
     x = c.x
     N, T, D = x.shape
-    Tq = c.probs.shape[2]
     hdk, hdv = c.num_heads * c.dk, c.num_heads * c.dv
-    dout = check_shape("dout", dout, (N, Tq, hdv), ("N", "Tq", "heads*dv"))
-    dtype = x.dtype
-    dout = as_float(dout, dtype)
-    dkv = np.empty_like(c.kv)
-    fused = c.w_q is None
-    dq = dkv if fused else np.empty_like(c.q)
-    dq_off, dk_off, dv_off = (0, hdk, 2 * hdk) if fused else (0, 0, hdk)
-    kernels.attention_backward(dout, c.q, c.q_off, c.kv, c.k_off, c.kv, c.v_off, c.probs,
-                               c.num_heads, c.dk, c.dv, c.scale, dq, dq_off, dkv, dk_off, dv_off)
-    x2 = x.reshape(N * T, D)
-    dx2, dw_kv, db_kv = _affine_backward(dkv.reshape(N * T, -1), x2, c.w_kv,
-                                         c.kv.reshape(N * T, -1), False)
-    dx = dx2.reshape(N, T, D)
-    if fused:
-        dWq, dWk, dWv = (np.ascontiguousarray(dw_kv[:, a:b])
-                         for a, b in ((0, hdk), (hdk, 2 * hdk), (2 * hdk, 2 * hdk + hdv)))
-        dbq, dbk, dbv = db_kv[:hdk], db_kv[hdk:2 * hdk], db_kv[2 * hdk:]
-    else:
-        dWk, dWv = np.ascontiguousarray(dw_kv[:, :hdk]), np.ascontiguousarray(dw_kv[:, hdk:])
-        dbk, dbv = db_kv[:hdk], db_kv[hdk:]
-        x_q = np.ascontiguousarray(x[:, :Tq]).reshape(N * Tq, D)
-        dxq, dWq, dbq = _affine_backward(dq.reshape(N * Tq, hdk), x_q, c.w_q,
-                                         c.q.reshape(N * Tq, hdk), False)
-        dx[:, :Tq] += dxq.reshape(N, Tq, D)
-    return dx, dWq, dbq, dWk, dbk, dWv, dbv
+    dout = as_float(check_shape("dout", dout, (N, T, hdv), ("N", "T", "heads*dv")), x.dtype)
+    dqkv = np.empty_like(c.qkv)
+    kernels.attention_backward(dout, c.qkv, 0, c.qkv, hdk, c.qkv, 2 * hdk, c.probs, c.num_heads,
+                               c.dk, c.dv, c.scale, dqkv, 0, dqkv, hdk, 2 * hdk)
+    dx2, dw, db = _affine_backward(dqkv.reshape(N * T, -1), x.reshape(N * T, D), c.w_qkv,
+                                   None, False)
+    dWq, dWk, dWv = (np.ascontiguousarray(dw[:, a:b])
+                     for a, b in ((0, hdk), (hdk, 2 * hdk), (2 * hdk, 2 * hdk + hdv)))
+    dbq, dbk, dbv = db[:hdk], db[hdk:2 * hdk], db[2 * hdk:]
+    return dx2.reshape(N, T, D), dWq, dbq, dWk, dbk, dWv, dbv
 
 
 # ---------------------------------------------------------------------------- layer norm

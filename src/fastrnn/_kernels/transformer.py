@@ -258,3 +258,105 @@ def position_embedding_forward(indices, tokens, positions, out, private):
             for j in range(D):
                 out[n, t, j] = tokens[word, j] + positions[t, j]
     return -1
+
+
+# ---------------------------------------------------------------------------- few-query attention
+# For a few queries (the pruned model has one: token 0), keys and values need not be formed:
+# with qt = scale * Wk_h q (a D-vector per query and head), the scores are x_j . qt (the key
+# bias adds the same q . bk to every score of a query, which the softmax cancels), and since the
+# probabilities sum to 1, sum_j p_j (x_j Wv_h + bv_h) = (sum_j p_j x_j) Wv_h + bv_h.  Per query
+# and head that is 2 T D multiply-adds here instead of T D (dk + dv) for the key/value products.
+
+@jit(parallel=True)
+def query_attention_forward(x, qt, key_valid, probs, ebar):
+    """probs[n, h, i] = softmax_j(x[n, j] . qt[h, n, i]) over valid j;
+    ebar[h, n, i] = sum_j probs[n, h, i, j] x[n, j].
+
+    x (N, T, D); qt (heads, N, Tq, D), the scale folded in; key_valid (N, T) bool;
+    probs (N, heads, Tq, T); ebar (heads, N, Tq, D).  No valid key: zero probabilities and
+    a zero ebar."""
+    heads, N, Tq, D = qt.shape
+    T = x.shape[1]
+    for task in prange(N * heads):
+        n = task // heads
+        h = task - n * heads
+        for i in range(Tq):
+            row = probs[n, h, i]
+            q_row = qt[h, n, i]
+            for j in range(T):
+                if key_valid[n, j]:
+                    x_row = x[n, j]
+                    s = x_row[0] * q_row[0]
+                    for d in range(1, D):
+                        s += x_row[d] * q_row[d]
+                    row[j] = s
+                else:
+                    row[j] = -np.inf
+            top = row[0]
+            for j in range(1, T):
+                top = max(top, row[j])
+            e_row = ebar[h, n, i]
+            e_row[:] = 0
+            if top == -np.inf:
+                row[:] = 0
+                continue
+            total = 0.0
+            for j in range(T):
+                e = exp_nonpos(row[j] - top)
+                row[j] = e
+                total += e
+            inv_total = 1.0 / total
+            for j in range(T):
+                p = row[j] * inv_total
+                row[j] = p
+                if p != 0:
+                    x_row = x[n, j]
+                    for d in range(D):
+                        e_row[d] += p * x_row[d]
+
+
+@jit(parallel=True)
+def query_attention_backward(x, qt, probs, debar, dx, dqt):
+    """Gradients of :func:`query_attention_forward` for the upstream debar (heads, N, Tq, D):
+    dx (N, T, D) (written whole) and dqt (heads, N, Tq, D).  One task per sample: every head
+    and query of a sample adds into the same dx rows."""
+    heads, N, Tq, D = qt.shape
+    T = x.shape[1]
+    for n in prange(N):
+        dx[n] = 0
+        dp = np.empty(T, dtype=x.dtype)
+        for h in range(heads):
+            for i in range(Tq):
+                row = probs[n, h, i]
+                g = debar[h, n, i]
+                q_row = qt[h, n, i]
+                dq_row = dqt[h, n, i]
+                dq_row[:] = 0
+                weighted = 0.0
+                for j in range(T):
+                    p = row[j]
+                    if p == 0:
+                        dp[j] = 0
+                        continue
+                    x_row = x[n, j]
+                    s = x_row[0] * g[0]
+                    for d in range(1, D):
+                        s += x_row[d] * g[d]
+                    dp[j] = s
+                    weighted += p * s
+                for j in range(T):
+                    p = row[j]
+                    if p == 0:
+                        continue
+                    ds = p * (dp[j] - weighted)
+                    x_row = x[n, j]
+                    dx_row = dx[n, j]
+                    for d in range(D):
+                        dx_row[d] += p * g[d] + ds * q_row[d]
+                        dq_row[d] += ds * x_row[d]
+
+
+@jit(parallel=True)
+def matmul(a, b, scratch):
+    """a (M, K) @ b (K, P) on the packed product (either operand may be a transposed view)."""
+    return dot(a, b, scratch)
