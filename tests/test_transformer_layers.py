@@ -263,3 +263,22 @@ def test_errors_name_the_argument(rng):
         fast.affine_relu_backward(np.ones((3, 5, 2)), cache)
     with pytest.raises(TypeError, match="layernorm_backward needs the cache"):
         fast.layernorm_backward(np.ones((3, 5, 2)), cache)
+
+
+@pytest.mark.parametrize("num_queries", [None, 1])
+def test_attention_with_no_valid_key_gives_zeros(num_queries, rng):
+    """A sample whose keys are all masked: zero output and zero gradients, in both paths (the
+    few-query path would otherwise return the value bias)."""
+    a = attention_arrays(rng, N=2, T=4)
+    mask = np.array([[False] * 4, [True] * 4])
+    out, cache = fast.multi_head_attention_forward(*(a[k] for k in ATTENTION_ARGS), 2,
+                                                   key_mask=mask, num_queries=num_queries)
+    np.testing.assert_array_equal(out[0], 0)
+    assert np.max(np.abs(out[1])) > 0
+    grads = fast.multi_head_attention_backward(np.ones_like(out), cache)
+    np.testing.assert_array_equal(grads[0][0], 0)
+    assert all(np.all(np.isfinite(g)) for g in grads)
+    expected, _ = ref.multi_head_attention_forward(*(a[k] for k in ATTENTION_ARGS), 2,
+                                                   key_mask=mask[1:].repeat(2, axis=0),
+                                                   num_queries=num_queries)
+    assert rel_error(out[1], expected[1]) < 1e-12

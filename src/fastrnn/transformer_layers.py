@@ -133,8 +133,7 @@ def positional_embedding_forward(x, W_tok, W_pos):
     W_tok, W_pos = as_float(W_tok, dtype), as_float(W_pos, dtype)
     out = np.empty((N, T, D), dtype=dtype)
     private = np.empty((N, T), dtype=np.intp)
-    indices = np.ascontiguousarray(x, dtype=np.intp) if x.dtype != np.intp else \
-        np.ascontiguousarray(x)
+    indices = np.ascontiguousarray(x, dtype=np.intp)
     bad = kernels.position_embedding_forward(indices, W_tok, W_pos, out, private)
     if bad >= 0:
         raise ValueError(f"x must hold indices in [0, {V}), got {x.flat[bad]} at position "

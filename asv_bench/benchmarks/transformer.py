@@ -1,0 +1,73 @@
+"""The problem set's ClassificationTransformer: one training step (loss + every gradient) of the
+course's configuration (hidden 128, 2 heads, feed-forward 2048, 96-wide heads, T = 43), the
+workload of ``python -m fastrnn.bench_transformer``.
+
+impl: ``reference`` (the model on the plain NumPy layers of :mod:`fastrnn.reference`),
+``fastrnn`` (:mod:`fastrnn.transformer_layers`), ``torch`` (the course's PyTorch module,
+forward over all positions + ``backward()``) and ``torch_pruned`` (the same module computed
+for token 0 only, as fastrnn does).  The full-sequence layers (all T positions, the course's
+``multi_head_attention`` + ``feedforward_layer``) are timed separately, forward only.
+"""
+from . import common
+
+SIZES = [32, 128]
+
+
+def _step(impl, n, threads):
+    from fastrnn import bench_transformer
+    if impl.startswith("torch"):
+        common.torch()   # NotImplementedError (skipped) without torch
+    return bench_transformer._step_function(impl, n, threads)
+
+
+class TransformerLoss:
+    param_names = ["impl", "N"]
+    params = [common.IMPLS + ["torch_pruned"], SIZES]
+    timeout = 300
+
+    def setup(self, impl, n):
+        self.step = _step(impl, n, common.THREADS)
+        self.step()
+        common.limit_threads()
+
+    def time_loss_and_grads(self, impl, n):
+        self.step()
+
+
+class TransformerFullSequence:
+    """Every position through attention and feed-forward (no pruning), forward only."""
+    param_names = ["impl", "N"]
+    params = [common.IMPLS, SIZES]
+    timeout = 300
+
+    def setup(self, impl, n):
+        import numpy as np
+        from fastrnn import bench_transformer
+        inputs, _ = bench_transformer._inputs(n)
+        if impl == "torch":
+            torch = common.torch()
+            torch.manual_seed(0)
+            model = bench_transformer.course_module(torch)
+            with torch.no_grad():
+                embeds = model.embed(torch.from_numpy(inputs))
+
+            def forward():
+                with torch.no_grad():
+                    return model.feedforward_layer(model.multi_head_attention(embeds))
+        else:
+            import fastrnn.reference
+            from fastrnn.classifiers.transformer import ClassificationTransformer
+            vocab = {f"w{i}": i for i in range(bench_transformer.VOCAB_SIZE)}
+            model = ClassificationTransformer(
+                vocab, **bench_transformer.CONFIG,
+                layers=fastrnn.reference if impl == "reference" else None)
+            embeds = model.embed(inputs).astype(np.float32)
+
+            def forward():
+                return model.feedforward_layer(model.multi_head_attention(embeds))
+        self.forward = forward
+        self.forward()
+        common.limit_threads()
+
+    def time_attention_and_feedforward(self, impl, n):
+        self.forward()
