@@ -12,7 +12,7 @@ Layers (N samples, T tokens, D features):
 * :func:`multi_head_attention_forward`: per-head q, k, v affine maps and scaled-dot-product
   attention, heads concatenated (the projection and the residual layer norm are separate layers);
   ``num_queries`` keeps only the first positions' queries (exact pruning: a loss that reads
-  token 0 only needs keys and values of every token, but one query);
+  token 0 needs one query, and for a few queries the keys and values are never formed);
 * :func:`layernorm_forward`: layer norm of ``x + residual`` (the residual add fused in);
 * :func:`affine_relu_forward` / :func:`linear_forward`: ``x @ w + b`` over the last axis,
   with / without ReLU;
@@ -268,6 +268,10 @@ def multi_head_attention_forward(x, Wq, bq, Wk, bk, Wv, bv, num_heads, key_mask=
         False keys are left out of every softmax (padding).  Default: every key is used.
     num_queries : int, optional
         Only the first ``num_queries`` positions get a query and an output (default: all T).
+        With fewer queries than positions no keys or values are formed: the scores are
+        x_j . (Wk_h q / sqrt(dk)) and the output (sum_j p_j x_j) Wv_h + bv_h, the same function
+        (the key bias only shifts a query's scores, which the softmax ignores) at 2 T D
+        multiply-adds per query and head instead of T D (dk + dv) per position.
 
     Returns
     -------
