@@ -41,31 +41,10 @@ class TransformerFullSequence:
     timeout = 300
 
     def setup(self, impl, n):
-        import numpy as np
         from fastrnn import bench_transformer
-        inputs, _ = bench_transformer._inputs(n)
         if impl == "torch":
-            torch = common.torch()
-            torch.manual_seed(0)
-            model = bench_transformer.course_module(torch)
-            with torch.no_grad():
-                embeds = model.embed(torch.from_numpy(inputs))
-
-            def forward():
-                with torch.no_grad():
-                    return model.feedforward_layer(model.multi_head_attention(embeds))
-        else:
-            import fastrnn.reference
-            from fastrnn.classifiers.transformer import ClassificationTransformer
-            vocab = {f"w{i}": i for i in range(bench_transformer.VOCAB_SIZE)}
-            model = ClassificationTransformer(
-                vocab, **bench_transformer.CONFIG,
-                layers=fastrnn.reference if impl == "reference" else None)
-            embeds = model.embed(inputs).astype(np.float32)
-
-            def forward():
-                return model.feedforward_layer(model.multi_head_attention(embeds))
-        self.forward = forward
+            common.torch()   # NotImplementedError (skipped) without torch
+        self.forward = bench_transformer._layers_function(impl, n, common.THREADS)
         self.forward()
         common.limit_threads()
 

@@ -17,6 +17,10 @@ of the per-round medians and the spread (min, max) of all timed steps.
 
     python -m fastrnn.bench_transformer --sizes 32 128 --rounds 5 --threads 2
     python -m fastrnn.bench_transformer --worker fastrnn --n 32 --repeat 20   # one process
+    python -m fastrnn.bench_transformer --workload layers   # all-position layers, forward
+
+``--workload layers`` times the course's ``multi_head_attention`` + ``feedforward_layer`` over
+all T positions instead (forward, no pruning): fastrnn's full-sequence layers against PyTorch's.
 
 Set ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` off in the benchmarking command only (see the
 README): they halve OpenBLAS's speed.
@@ -116,6 +120,45 @@ def course_module(torch_module):
     return CourseTransformer(VOCAB_SIZE, **CONFIG)
 
 
+def _layers_function(impl, n, threads):
+    """Forward of the course's multi_head_attention + feedforward_layer over all T positions
+    (no pruning), on embeddings computed beforehand."""
+    inputs, _ = _inputs(n)
+    if impl.startswith("torch"):
+        import torch
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        model = course_module(torch)
+        with torch.no_grad():
+            embeds = model.embed(torch.from_numpy(inputs))
+
+        def forward():
+            with torch.no_grad():
+                return model.feedforward_layer(model.multi_head_attention(embeds))
+        return forward
+    import fastrnn.reference
+    from fastrnn.classifiers.transformer import ClassificationTransformer
+    vocab = {f"w{i}": i for i in range(VOCAB_SIZE)}
+    model = ClassificationTransformer(vocab, **CONFIG,
+                                      layers=fastrnn.reference if impl == "reference" else None)
+    embeds = model.embed(inputs)
+    forward = lambda: model.feedforward_layer(model.multi_head_attention(embeds))  # noqa: E731
+    forward()
+    _limit_pools(threads)
+    return forward
+
+
+def _limit_pools(threads):
+    if "numba" in sys.modules:
+        import numba
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        from threadpoolctl import threadpool_limits
+        _limit_pools.kept = threadpool_limits(limits=threads)
+    except ImportError:
+        pass
+
+
 def _step_function(impl, n, threads):
     inputs, labels = _inputs(n)
     if impl in ("torch", "torch_pruned"):
@@ -132,20 +175,14 @@ def _step_function(impl, n, threads):
     model = ClassificationTransformer(vocab, **CONFIG, layers=layers)
     step = lambda: model.loss(inputs, labels)  # noqa: E731
     step()   # compile (or load the cache) before limiting the pools
-    if "numba" in sys.modules:
-        import numba
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        from threadpoolctl import threadpool_limits
-        _step_function.limits = threadpool_limits(limits=threads)
-    except ImportError:
-        pass
+    _limit_pools(threads)
     return step
 
 
-def worker(impl, n, repeat, threads):
-    """Time ``repeat`` steps after two warm-up steps; print a JSON line of seconds."""
-    step = _step_function(impl, n, threads)
+def worker(impl, n, repeat, threads, workload="step"):
+    """Time ``repeat`` calls after two warm-up calls; print a JSON line of seconds."""
+    make = _layers_function if workload == "layers" else _step_function
+    step = make(impl, n, threads)
     step()
     step()
     times = []
@@ -156,7 +193,7 @@ def worker(impl, n, repeat, threads):
     print(json.dumps({"impl": impl, "n": n, "times": times}))
 
 
-def run(sizes, impls, rounds, repeat, threads):
+def run(sizes, impls, rounds, repeat, threads, workload="step"):
     """Alternate one worker process per (size, impl) for ``rounds`` rounds; returns a summary
     dict[(impl, n)] = (median of round medians, min, max) in seconds."""
     samples = {}
@@ -165,7 +202,8 @@ def run(sizes, impls, rounds, repeat, threads):
             for impl in impls:
                 out = subprocess.run(
                     [sys.executable, "-m", "fastrnn.bench_transformer", "--worker", impl,
-                     "--n", str(n), "--repeat", str(repeat), "--threads", str(threads)],
+                     "--n", str(n), "--repeat", str(repeat), "--threads", str(threads),
+                     "--workload", workload],
                     capture_output=True, text=True, check=True, env=os.environ.copy())
                 times = json.loads(out.stdout.strip().splitlines()[-1])["times"]
                 samples.setdefault((impl, n), []).append(times)
@@ -186,11 +224,16 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workload", choices=("step", "layers"), default="step",
+                        help="step: loss + gradients (default); layers: forward of the "
+                             "attention and feed-forward layers over all positions")
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.n, args.repeat, args.threads)
+        worker(args.worker, args.n, args.repeat, args.threads, args.workload)
         return
-    summary = run(args.sizes, args.impls, args.rounds, args.repeat, args.threads)
+    impls = [i for i in args.impls if args.workload == "step" or i != "torch_pruned"]
+    summary = run(args.sizes, impls, args.rounds, args.repeat, args.threads, args.workload)
+    args.impls = impls
     print(f"{'N':>5} {'impl':>13} {'median ms':>10} {'min':>8} {'max':>8} {'torch/this':>11}")
     for n in args.sizes:
         base = summary.get(("torch", n), (None,))[0]
