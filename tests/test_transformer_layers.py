@@ -5,7 +5,8 @@ import pytest
 
 import fastrnn.reference as ref
 import fastrnn.transformer_layers as fast
-from _helpers import assert_outputs_close, assert_unchanged, cast_floats, snapshot
+from _helpers import (NONCONTIGUOUS_KINDS, assert_outputs_close, assert_unchanged, cast_floats,
+                      noncontiguous, snapshot)
 from fastrnn.gradient_check import eval_numerical_gradient_array, rel_error
 
 GRAD_TOL = 1e-7
@@ -282,3 +283,19 @@ def test_attention_with_no_valid_key_gives_zeros(num_queries, rng):
                                                    key_mask=mask[1:].repeat(2, axis=0),
                                                    num_queries=num_queries)
     assert rel_error(out[1], expected[1]) < 1e-12
+
+
+@pytest.mark.parametrize("kind", NONCONTIGUOUS_KINDS)
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_any_memory_layout(name, kind, rng):
+    """Sliced, Fortran-order, reversed and read-only inputs give the C-contiguous results."""
+    build, run, names = RUNS[name]
+    arrays = build(rng, False)
+    expected = run(fast, arrays)
+    laid_out = {k: noncontiguous(v, kind) for k, v in arrays.items()}
+    actual = run(fast, laid_out)
+    for label, a, e in zip(names, actual, expected):
+        assert np.asarray(a).dtype == np.asarray(e).dtype
+        if label == "dbk":
+            continue
+        assert rel_error(a, e) < 1e-13, (label, kind)
