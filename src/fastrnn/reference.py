@@ -265,7 +265,8 @@ def multi_head_attention_forward(x, Wq, bq, Wk, bk, Wv, bv, num_heads, key_mask=
         q = x[:, :Tq].dot(Wq[:, cols_k]) + bq[cols_k]
         k = x.dot(Wk[:, cols_k]) + bk[cols_k]
         v = x.dot(Wv[:, cols_v]) + bv[cols_v]
-        scores = np.matmul(q, k.transpose(0, 2, 1)) / float(np.sqrt(dk))  # weak scalar: keeps float32
+        scale = float(np.sqrt(dk))  # a Python float is a weak scalar: float32 stays float32
+        scores = np.matmul(q, k.transpose(0, 2, 1)) / scale
         if key_mask is not None:
             scores = np.where(key_mask[:, None, :], scores, -np.inf)
         probs = _softmax_rows(scores)
@@ -289,7 +290,8 @@ def multi_head_attention_backward(dout, cache):
         dhead = dout[:, :, cols_v]
         dprobs = np.matmul(dhead, v.transpose(0, 2, 1))
         dv_h = np.matmul(probs.transpose(0, 2, 1), dhead)
-        dscores = probs * (dprobs - np.sum(dprobs * probs, axis=-1, keepdims=True)) / float(np.sqrt(dk))
+        dscores = probs * (dprobs - np.sum(dprobs * probs, axis=-1, keepdims=True)) \
+            / float(np.sqrt(dk))
         dq_h = np.matmul(dscores, k)
         dk_h = np.matmul(dscores.transpose(0, 2, 1), q)
         for grad, W, dW, db, cols, rows in ((dq_h, Wq, dWq, dbq, cols_k, slice(0, Tq)),

@@ -59,8 +59,8 @@ def _is_transposed(w):
 
 def _affine(x2, w, b, relu):
     """x2 (M, D) @ w (D, P) + b, ReLU'd when ``relu``: the packed kernel for large products,
-    NumPy below :func:`fastrnn._kernels.affine.worth_a_kernel` (as :func:`fastrnn.layers.matmul_bias`
-    dispatches)."""
+    NumPy below :func:`fastrnn._kernels.affine.worth_a_kernel` (as
+    :func:`fastrnn.layers.matmul_bias` dispatches)."""
     (M, D), P = x2.shape, w.shape[1]
     if affine_kernels.worth_a_kernel(M, D, P):
         scratch = scratch_buffer(x2.dtype, affine_kernels.scratch_size(M, D, P))
@@ -143,7 +143,8 @@ def positional_embedding_forward(x, W_tok, W_pos):
 
 
 def positional_embedding_backward(dout, cache):
-    """dout (N, T, D) -> dW_tok (V, D) (repeated words accumulate), dW_pos (L, D) (rows T.. zero)."""
+    """dout (N, T, D) -> dW_tok (V, D) (repeated words accumulate), dW_pos (L, D) (rows from T
+    on are zero)."""
     check_cache(cache, PositionalEmbeddingCache, "positional_embedding_backward")
     N, T = cache.x.shape
     dout = check_shape("dout", dout, (N, T, None), ("N", "T", "D"))
@@ -365,7 +366,8 @@ class LayerNormCache(NamedTuple):
 
 
 def layernorm_forward(x, gamma, beta, ln_param=None, residual=None):
-    """Layer norm over the last axis of ``x + residual``: gamma * (s - mean) / sqrt(var + eps) + beta.
+    """Layer norm over the last axis of s = ``x + residual``:
+    gamma * (s - mean) / sqrt(var + eps) + beta.
 
     Parameters
     ----------
