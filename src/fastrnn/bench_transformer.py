@@ -70,8 +70,9 @@ def torch_step(torch_module, model, inputs, labels, pruned):
     return loss
 
 
-def course_module(torch_module):
-    """The course's ClassificationTransformer as a PyTorch module (the test oracle's twin)."""
+def course_module(torch_module, vocab_size=VOCAB_SIZE, **config):
+    """The course's ClassificationTransformer as a PyTorch module (the test oracle's twin);
+    ``config`` overrides :data:`CONFIG`."""
     torch, nn = torch_module, torch_module.nn
 
     class CourseTransformer(nn.Module):
@@ -117,7 +118,7 @@ def course_module(torch_module):
             return self.final_layer(self.feedforward_layer(self.multi_head_attention(
                 self.embed(inputs))))
 
-    return CourseTransformer(VOCAB_SIZE, **CONFIG)
+    return CourseTransformer(vocab_size, **{**CONFIG, **config})
 
 
 def _layers_function(impl, n, threads):

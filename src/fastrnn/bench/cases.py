@@ -1,6 +1,7 @@
 """The benchmark cases: the speed table's rows, their inputs, and the work each implementation does
 (NumPy layer modules and PyTorch).  Shared with ``asv_bench/benchmarks``."""
 import fnmatch
+import importlib
 import math
 from dataclasses import dataclass
 
@@ -28,7 +29,9 @@ class Case:
     ``captioning`` (the model's loss and gradients, shape (N, T, W, H)), ``train_step`` (one
     ``CaptioningSolver`` Adam step: minibatch, loss, gradients, update), ``embedding_backward``
     (shape (N, T, V, D),
-    only ``word_embedding_backward`` is timed) and ``softmax_loss`` (shape (N, T, V)).
+    only ``word_embedding_backward`` is timed), ``softmax_loss`` (shape (N, T, V)) and
+    ``transformer`` (ClassificationTransformer loss + gradients, shape (N, T, H, feed-forward,
+    head width); "classic" is the model on :mod:`fastrnn.reference`'s layers).
     ``target_classic`` / ``target_torch`` are the speed-ups the issue asks for (None: no target).
     """
 
@@ -44,7 +47,7 @@ class Case:
         titles = {"rnn": "RNN", "lstm": "LSTM", "captioning": "captioning step",
                   "train_step": "training step (solver, Adam)",
                   "embedding_backward": "word_embedding_backward",
-                  "softmax_loss": "temporal_softmax_loss"}
+                  "softmax_loss": "temporal_softmax_loss", "transformer": "Transformer step"}
         return f"{titles[self.kind]} {', '.join(map(str, self.shape))}, {self.dtype}"
 
 
@@ -69,6 +72,9 @@ CASES = (
     _case("train_step", (100, 16, 256, 512), "float32"),
     _case("embedding_backward", (25, 16, VOCAB_SIZE, 256), "float32", 20, None),
     _case("softmax_loss", (50, 16, VOCAB_SIZE), "float32", 2, None),
+    # (N, T, H, feed-forward, head width): the problem set's ClassificationTransformer, 2 heads
+    _case("transformer", (32, 43, 128, 2048, 96), "float32", None, 8),
+    _case("transformer", (128, 43, 128, 2048, 96), "float32", None, 8),
 )
 CASES_BY_NAME = {case.name: case for case in CASES}
 MEMORY_CASE = "lstm_25x16x256x512_f32"
@@ -132,7 +138,23 @@ def make_inputs(case, seed=0):
         N, T, V = case.shape
         return dict(x=randn(N, T, V, scale=2.0), y=rng.integers(0, V, size=(N, T)),
                     mask=rng.random((N, T)) > 0.2)
+    if case.kind == "transformer":
+        from fastrnn import reference
+        from fastrnn.classifiers.transformer import ClassificationTransformer
+        model = ClassificationTransformer(
+            {str(i): i for i in range(VOCAB_SIZE)}, dtype=dtype, seed=seed, layers=reference,
+            **_transformer_config(case))
+        N, T = case.shape[:2]
+        return dict(model.state_dict(), inputs=rng.integers(0, VOCAB_SIZE, size=(N, T)),
+                    labels=rng.integers(0, 2, size=N))
     raise ValueError(f"unknown case kind {case.kind!r}")
+
+
+def _transformer_config(case):
+    """ClassificationTransformer sizes of a ``transformer`` case (N, T, H, feed-forward, d)."""
+    _, T, H, F, d = case.shape
+    return dict(hidden_dim=H, num_heads=2, dim_feedforward=F, dim_k=d, dim_v=d, dim_q=d,
+                max_length=T)
 
 
 def cast_inputs(inputs, dtype):
@@ -225,6 +247,25 @@ def numpy_workload(case, layers, inputs):
             loss, dx = layers.temporal_softmax_loss(p["x"], p["y"], p["mask"])
             return dict(loss=np.asarray(loss), dx=dx)
         return softmax_loss
+
+    if case.kind == "transformer":
+        # ClassificationTransformer.loss (exactly pruned to token 0) on the Transformer layers of
+        # ``layers`` (fastrnn.transformer_layers stands in for a module that has none).
+        from fastrnn.classifiers.transformer import ClassificationTransformer
+        if not hasattr(layers, "multi_head_attention_forward"):
+            layers = importlib.import_module("fastrnn.transformer_layers")
+        model = ClassificationTransformer({str(i): i for i in range(VOCAB_SIZE)},
+                                          dtype=p["W1.weight"].dtype, layers=layers,
+                                          **_transformer_config(case))
+        model.load_state_dict({k: v for k, v in p.items() if k in model.params})
+
+        def transformer_step():
+            loss, grads = model.loss(p["inputs"], p["labels"])
+            # The key biases' gradient is zero in exact arithmetic (the softmax cancels them):
+            # only rounding noise, left out of the accuracy comparison.
+            return dict(loss=np.asarray(loss), **{k: v for k, v in grads.items()
+                                                  if not (k[0] == "k" and k.endswith(".bias"))})
+        return transformer_step
     raise ValueError(f"unknown case kind {case.kind!r}")
 
 
@@ -329,6 +370,21 @@ def torch_workload(case, inputs):
             loss = (F.cross_entropy(x.reshape(-1, V), y, reduction="none") * mask).sum() / N
             return loss, torch.autograd.grad(loss, x)
         return softmax_loss
+
+    if case.kind == "transformer":
+        # The course's PyTorch module, forward over every position, BCE, all gradients.
+        from fastrnn.bench_transformer import course_module
+        module = course_module(torch, VOCAB_SIZE, **_transformer_config(case)).to(tdtype)
+        module.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
+                                for k, v in inputs.items() if "." in k})
+        params = list(module.parameters())
+        sentences = torch.from_numpy(inputs["inputs"].astype(np.int64))
+        labels = torch.from_numpy(inputs["labels"]).to(tdtype)
+
+        def transformer_step():
+            loss = F.binary_cross_entropy(module(sentences)[:, 0], labels)
+            return loss, torch.autograd.grad(loss, params)
+        return transformer_step
     return None
 
 

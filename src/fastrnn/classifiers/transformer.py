@@ -21,7 +21,7 @@ layout, so :meth:`load_state_dict` takes the course module's weights as they are
 """
 import numpy as np
 
-from fastrnn import reference, transformer_layers
+from fastrnn import reference
 from fastrnn._validate import check_indices
 
 __all__ = ["ClassificationTransformer"]
@@ -90,7 +90,9 @@ class ClassificationTransformer:
         if pad_index is not None and not 0 <= pad_index < self.vocab_size:
             raise ValueError(f"pad_index must be in [0, {self.vocab_size}), got {pad_index}")
         self.pad_index = pad_index
-        self.layers = transformer_layers if layers is None else layers
+        if layers is None:   # imported here: a model on the reference layers never loads numba
+            from fastrnn import transformer_layers as layers
+        self.layers = layers
         self.params = self._initial_params(np.random.default_rng(seed))
 
     # ------------------------------------------------------------------ parameters
