@@ -2,11 +2,13 @@
 in float64, dtypes, mutation, layouts and argument errors."""
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fastrnn.reference as ref
 import fastrnn.transformer_layers as fast
 from _helpers import (NONCONTIGUOUS_KINDS, assert_outputs_close, assert_unchanged, cast_floats,
-                      noncontiguous, snapshot)
+                      max_rel_error, noncontiguous, snapshot)
 from fastrnn.gradient_check import eval_numerical_gradient_array, rel_error
 
 GRAD_TOL = 1e-7
@@ -299,3 +301,47 @@ def test_any_memory_layout(name, kind, rng):
         if label == "dbk":
             continue
         assert rel_error(a, e) < 1e-13, (label, kind)
+
+
+PROPERTY = settings(max_examples=25, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(N=st.integers(1, 4), T=st.integers(1, 9), D=st.integers(1, 7), heads=st.integers(1, 3),
+       dk=st.integers(1, 5), dv=st.integers(1, 5), queries=st.integers(0, 9),
+       masked=st.booleans(), seed=st.integers(0, 2**16))
+def test_attention_property(N, T, D, heads, dk, dv, queries, masked, seed):
+    """Any sizes, head counts, query counts and masks: fastrnn equals the reference (float64)."""
+    rng = np.random.default_rng(seed)
+    a = attention_arrays(rng, N=N, T=T, D=D, heads=heads, dk=dk, dv=dv)
+    num_queries = None if queries == 0 or queries > T else queries
+    mask = None
+    if masked:
+        mask = rng.random((N, T)) < 0.7
+        mask[:, 0] = True   # every query has a key (the reference's softmax of all -inf is NaN)
+    got = run_attention(fast, a, heads, key_mask=mask, num_queries=num_queries)
+    want = run_attention(ref, a, heads, key_mask=mask, num_queries=num_queries)
+    for name, g, w in zip(("out",) + ATTENTION_GRADS, got, want):
+        if name == "dbk":
+            assert np.max(np.abs(g), initial=0) < 1e-12
+        else:
+            assert max_rel_error(g, w) < 1e-11, name
+
+
+@PROPERTY
+@given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=3),
+       residual=st.booleans(), seed=st.integers(0, 2**16))
+def test_layernorm_property(shape, residual, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape) * 3 + 1
+    g, b = rng.standard_normal(shape[-1]), rng.standard_normal(shape[-1])
+    r = rng.standard_normal(shape) if residual else None
+    dout = rng.standard_normal(shape)
+    out, cache = fast.layernorm_forward(x, g, b, residual=r)
+    out_ref, cache_ref = ref.layernorm_forward(x, g, b, residual=r)
+    assert max_rel_error(out, out_ref) < 1e-12
+    for got, want in zip(fast.layernorm_backward(dout, cache),
+                         ref.layernorm_backward(dout, cache_ref)):
+        scale = max(np.max(np.abs(want)), 1.0)
+        assert np.max(np.abs(got - want)) <= 1e-12 * scale
