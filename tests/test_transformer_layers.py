@@ -238,7 +238,13 @@ def test_errors_name_the_argument(rng):
     with pytest.raises(ValueError, match="max_length"):
         fast.positional_embedding_forward(np.zeros((1, 5), int), np.zeros((7, 3)), np.zeros((4, 3)))
     with pytest.raises(TypeError, match="x must hold integer"):
-        fast.positional_embedding_forward(np.zeros((1, 2)), np.zeros((7, 3)), np.zeros((4, 3)))
+        fast.positional_embedding_forward(np.zeros((1, 2), bool), np.zeros((7, 3)),
+                                          np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="x must hold whole-number indices"):
+        fast.positional_embedding_forward(np.full((1, 2), 0.5), np.zeros((7, 3)),
+                                          np.zeros((4, 3)))
+    whole, _ = fast.positional_embedding_forward(np.ones((1, 2)), np.eye(7, 3), np.zeros((4, 3)))
+    np.testing.assert_array_equal(whole[0, :, 1], 1)   # whole-number floats index, as elsewhere
     with pytest.raises(ValueError, match="W_pos must have shape"):
         fast.positional_embedding_forward(np.zeros((1, 2), int), np.zeros((7, 3)), np.zeros((4, 2)))
     with pytest.raises(ValueError, match="Wk must have shape"):

@@ -226,7 +226,9 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="max_length=5"):
         model.forward(np.zeros((1, 6), int))
     with pytest.raises(TypeError, match="inputs must hold integer"):
-        model.forward(np.zeros((1, 3)))
+        model.forward(np.zeros((1, 3), bool))
+    with pytest.raises(ValueError, match="inputs must hold whole-number"):
+        model.forward(np.full((1, 3), 1.5))
     with pytest.raises(ValueError, match="inputs must have shape \\(N, T\\)"):
         model.forward(np.zeros(3, int))
     with pytest.raises(ValueError, match="labels must have shape"):

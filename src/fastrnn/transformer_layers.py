@@ -29,7 +29,7 @@ import numpy as np
 from ._kernels import affine as affine_kernels
 from ._kernels import embedding
 from ._kernels import transformer as kernels
-from ._validate import as_float, check_cache, check_index_dtype, check_shape, float_dtype
+from ._validate import as_float, check_cache, check_shape, float_dtype, index_array
 from ._workspace import scratch_buffer
 
 __all__ = [
@@ -111,7 +111,7 @@ def positional_embedding_forward(x, W_tok, W_pos):
 
     Parameters
     ----------
-    x : (N, T) integer array, entries in [0, V); T <= L
+    x : (N, T) integer array (or whole-number floats), entries in [0, V); T <= L
     W_tok : (V, D) token embeddings
     W_pos : (L, D) position embeddings (positions 0..T-1 are used)
 
@@ -123,8 +123,7 @@ def positional_embedding_forward(x, W_tok, W_pos):
     W_tok = check_shape("W_tok", W_tok, (None, None), ("V", "D"))
     V, D = W_tok.shape
     W_pos = check_shape("W_pos", W_pos, (None, D), ("L", "D"))
-    x = check_shape("x", x, (None, None), ("N", "T"))
-    check_index_dtype("x", x)
+    x = index_array("x", check_shape("x", x, (None, None), ("N", "T")), V)
     N, T = x.shape
     L = W_pos.shape[0]
     if T > L:
