@@ -100,7 +100,9 @@ def test_gradcheck_prints_a_passing_table(capsys):
     functions = {line.split()[0] for line in rows}
     assert {"rnn_step", "rnn", "word_embedding", "lstm_step", "lstm", "temporal_affine",
             "temporal_softmax_loss", "affine", "CaptioningRNN(rnn)",
-            "CaptioningRNN(lstm)"} == functions
+            "CaptioningRNN(lstm)", "multi_head_attention", "multi_head_attention(num_queries=1)",
+            "layernorm", "affine_relu", "positional_embedding", "sigmoid_bce_loss",
+            "ClassificationTransformer"} == functions
     assert all(line.endswith("yes") for line in rows)
     assert f"{len(rows)} of {len(rows)} gradients agree" in out
 

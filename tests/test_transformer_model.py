@@ -246,3 +246,26 @@ def test_saturated_logits_give_finite_loss(rng):
     loss, grads = model.loss(inputs, np.zeros(3))
     assert np.isfinite(loss) and loss > 1e3
     assert all(np.all(np.isfinite(g)) for g in grads.values())
+
+
+def test_gradcheck_rows_catch_a_wrong_gradient():
+    """`fastrnn gradcheck`'s Transformer rows pass, and a layer-norm backward whose dgamma is
+    1% off is caught (in the layer row and in the model's norm gains)."""
+    import types
+
+    import fastrnn.transformer_layers as layers
+    from fastrnn.cli import transformer_gradcheck_rows
+
+    rows = transformer_gradcheck_rows(seed=1)
+    assert len(rows) > 30 and all(error < 1e-6 for _, _, error in rows)
+
+    def wrong_layernorm_backward(dout, cache):
+        dx, dgamma, dbeta = layers.layernorm_backward(dout, cache)
+        return dx, 1.01 * dgamma, dbeta
+
+    broken = types.SimpleNamespace(**{n: getattr(layers, n) for n in layers.__all__})
+    broken.layernorm_backward = wrong_layernorm_backward
+    errors = {(f, a): e for f, a, e in transformer_gradcheck_rows(broken, seed=1)}
+    assert errors[("layernorm", "gamma")] > 1e-3
+    assert errors[("ClassificationTransformer", "norm_ffn.weight")] > 1e-3
+    assert errors[("layernorm", "x")] < 1e-6

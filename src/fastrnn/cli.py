@@ -472,14 +472,95 @@ def model_gradcheck_rows(layers=None, seed=0):
     return rows
 
 
+def transformer_gradcheck_rows(layers=None, seed=0):
+    """Numeric vs analytic gradients of the Transformer layers and ClassificationTransformer
+    (float64, tiny shapes).
+
+    The key biases are left out: their gradient is zero in exact arithmetic (a key bias adds
+    the same constant to all of a query's scores, which the softmax cancels), so a relative
+    error of it compares two round-off residues.
+
+    Parameters
+    ----------
+    layers : module, optional
+        The Transformer layer API; default :mod:`fastrnn.transformer_layers`.
+
+    Returns
+    -------
+    list of (function, argument, relative error) tuples.
+    """
+    from fastrnn.classifiers.transformer import ClassificationTransformer
+    from fastrnn.gradient_check import (eval_numerical_gradient, eval_numerical_gradient_array,
+                                        rel_error)
+
+    if layers is None:
+        from fastrnn import transformer_layers as layers
+    rng = np.random.default_rng(seed)
+    N, T, D, heads, dk, dv, F, V = 2, 4, 5, 2, 3, 2, 6, 7
+    randn = rng.standard_normal
+    rows = []
+
+    def check_layer(name, forward, backward, inputs, extra=(), skip=()):
+        out, cache = forward(*inputs.values(), *extra)
+        dout = randn(out.shape)
+        analytic = backward(dout, cache)
+        for (arg, value), grad in zip(inputs.items(), analytic):
+            if arg in skip:
+                continue
+            numeric = eval_numerical_gradient_array(
+                lambda _: forward(*inputs.values(), *extra)[0], value, dout)
+            rows.append((name, arg, rel_error(numeric, grad)))
+
+    x = randn((N, T, D))
+    attention = {"x": x, "Wq": randn((D, heads * dk)), "bq": randn(heads * dk),
+                 "Wk": randn((D, heads * dk)), "bk": randn(heads * dk),
+                 "Wv": randn((D, heads * dv)), "bv": randn(heads * dv)}
+    check_layer("multi_head_attention", layers.multi_head_attention_forward,
+                layers.multi_head_attention_backward, attention, (heads,), skip=("bk",))
+    check_layer("multi_head_attention(num_queries=1)",
+                lambda *a: layers.multi_head_attention_forward(*a, num_queries=1),
+                layers.multi_head_attention_backward, attention, (heads,), skip=("bk",))
+    check_layer("layernorm", lambda x, g, b, r: layers.layernorm_forward(x, g, b, residual=r),
+                layers.layernorm_backward,
+                {"x": x, "gamma": randn(D), "beta": randn(D)}, (randn((N, T, D)),))
+    check_layer("affine_relu", layers.affine_relu_forward, layers.affine_relu_backward,
+                {"x": x, "w": randn((D, F)), "b": randn(F)})
+    words = rng.integers(V, size=(N, T))
+    check_layer("positional_embedding",
+                lambda W_tok, W_pos: layers.positional_embedding_forward(words, W_tok, W_pos),
+                layers.positional_embedding_backward,
+                {"W_tok": randn((V, D)), "W_pos": randn((T + 1, D))})
+    logits, labels = 3 * randn((N, 1)), rng.integers(2, size=N)
+    _, dlogits = layers.sigmoid_bce_loss(logits, labels)
+    numeric = eval_numerical_gradient(lambda _: layers.sigmoid_bce_loss(logits, labels)[0],
+                                      logits, verbose=False)
+    rows.append(("sigmoid_bce_loss", "x", rel_error(numeric, dlogits)))
+
+    model = ClassificationTransformer({str(i): i for i in range(V)}, hidden_dim=D,
+                                      num_heads=heads, dim_feedforward=F, dim_k=dk, dim_v=dv,
+                                      dim_q=dk, max_length=T, dtype=np.float64, seed=seed,
+                                      layers=layers)
+    inputs, labels = rng.integers(V, size=(N, T)), rng.integers(2, size=N)
+    _, grads = model.loss(inputs, labels)
+    for name in model.params:
+        if name.startswith("k") and name.endswith(".bias"):
+            continue
+        numeric = eval_numerical_gradient(lambda _: model.loss(inputs, labels)[0],
+                                          model.params[name], verbose=False)
+        rows.append(("ClassificationTransformer", name, rel_error(numeric, grads[name])))
+    return rows
+
+
 def _gradcheck(args):
-    rows = gradcheck_rows(seed=args.seed)
+    rows = gradcheck_rows(seed=args.seed) + transformer_gradcheck_rows(seed=args.seed)
     width = max(len(name) for name, _, _ in rows)
-    print(f"{'function':<{width}}  {'argument':<8}  {'rel. error':>10}  ok (< {GRADCHECK_TOLERANCE:g})")
+    arg_width = max(8, *(len(arg) for _, arg, _ in rows))
+    print(f"{'function':<{width}}  {'argument':<{arg_width}}  {'rel. error':>10}  "
+          f"ok (< {GRADCHECK_TOLERANCE:g})")
     failures = 0
     for name, arg, error in rows:
         ok = error < GRADCHECK_TOLERANCE
         failures += not ok
-        print(f"{name:<{width}}  {arg:<8}  {error:10.2e}  {'yes' if ok else 'NO'}")
+        print(f"{name:<{width}}  {arg:<{arg_width}}  {error:10.2e}  {'yes' if ok else 'NO'}")
     print(f"{len(rows) - failures} of {len(rows)} gradients agree (float64, centred differences)")
     return 1 if failures else 0
