@@ -269,3 +269,18 @@ def test_gradcheck_rows_catch_a_wrong_gradient():
     assert errors[("layernorm", "gamma")] > 1e-3
     assert errors[("ClassificationTransformer", "norm_ffn.weight")] > 1e-3
     assert errors[("layernorm", "x")] < 1e-6
+
+
+def test_attention_weights(rng):
+    """Rows are distributions; padding gets none with pad_index; token 0's row is what the
+    pruned loss uses (changing a key token with zero weight changes nothing)."""
+    model = small_model(pad_index=0)
+    inputs, _ = batch(rng, N=3, T=5)
+    weights = model.attention_weights(inputs)
+    assert weights.shape == (3, 2, 5, 5) and weights.dtype == np.float64
+    np.testing.assert_allclose(weights.sum(axis=-1), 1, atol=1e-12)
+    np.testing.assert_array_equal(weights[..., -1], 0)   # the padded last token
+    Wq, bq, Wk, bk, Wv, bv = model._attention_weights(model.params)
+    _, cache = model.layers.multi_head_attention_forward(
+        model.embed(inputs), Wq, bq, Wk, bk, Wv, bv, 2, key_mask=inputs != 0)
+    assert np.max(np.abs(cache.probs - weights)) < 1e-14

@@ -209,6 +209,24 @@ class ClassificationTransformer:
         logits, _ = self._logits(inputs)
         return reference.sigmoid(logits)
 
+    def attention_weights(self, inputs):
+        """inputs int (N, T) -> (N, heads, T, T) attention probabilities of every position's
+        query over the keys (rows sum to 1; padding excluded when ``pad_index`` is set)."""
+        inputs = self._check_inputs(inputs)
+        embeds, p = self.embed(inputs), self.params
+        mask = self._key_mask(inputs)
+        heads = []
+        for i in range(1, self.num_heads + 1):   # plain NumPy: for display, not for speed
+            q = embeds @ p[f"q{i}.weight"].T + p[f"q{i}.bias"]
+            k = embeds @ p[f"k{i}.weight"].T + p[f"k{i}.bias"]
+            scores = (q @ k.transpose(0, 2, 1)).astype(np.float64) / np.sqrt(self.dim_k)
+            if mask is not None:
+                scores = np.where(mask[:, None, :], scores, -np.inf)
+            scores -= scores.max(axis=-1, keepdims=True)
+            weights = np.exp(scores)
+            heads.append(weights / weights.sum(axis=-1, keepdims=True))
+        return np.stack(heads, axis=1).astype(self.dtype)
+
     # ------------------------------------------------------------------ blocks
 
     def _attention_block(self, embeds, key_mask, num_queries):
