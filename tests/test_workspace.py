@@ -80,48 +80,87 @@ def test_scratch_buffers_grow_and_belong_to_one_thread():
     assert seen[0] is not large
 
 
-# A child process runs one layer large enough for the threaded kernels and reports what the
-# thread pool became and what its environment holds afterwards.
+# A child process runs one layer large enough for the threaded kernels and reports what its
+# environment, threading layer and Numba thread count are afterwards.
 _THREADS_CHILD = """
 import json, os
 import numpy as np
 import numba
 before = dict(os.environ)
-from fastrnn import _workspace
+threads_before = numba.get_num_threads()
 from fastrnn.rnn_layers import lstm_forward
 x, h0 = np.ones((25, 2, 64), np.float32), np.ones((25, 128), np.float32)
 lstm_forward(x, h0, np.ones((64, 512), np.float32), np.ones((128, 512), np.float32),
              np.ones(512, np.float32))
-print(json.dumps({"pool": _workspace.thread_pool, "layer": numba.threading_layer(),
+print(json.dumps({"layer": numba.threading_layer(), "default_layer": numba.config.THREADING_LAYER,
+                  "threads": [threads_before, numba.get_num_threads()],
                   "env_changed": sorted(k for k in set(before) | set(os.environ)
                                         if before.get(k) != os.environ.get(k))}))
 """
 
 
-def _thread_pool_in_child(**env):
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "FASTRNN_THREADS")}
+def test_a_call_changes_no_thread_setting_of_the_process():
+    """What the README promises: the environment, Numba's threading layer (its default choice)
+    and the caller's Numba thread count are as they were after a threaded kernel ran."""
+    environ = {k: v for k, v in os.environ.items() if k != "FASTRNN_THREADS"}
     result = subprocess.run([sys.executable, "-c", _THREADS_CHILD], capture_output=True,
-                            text=True, timeout=600, env=dict(environ, **env))
+                            text=True, timeout=600, env=environ)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def test_thread_pool_spin_count_is_set_without_changing_the_environment():
-    """The README's promise: libgomp gets fastrnn's spin count, Numba keeps the threading layer
-    it picks by default (omp here), and no environment variable is left changed."""
-    report = _thread_pool_in_child()
+    report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["env_changed"] == []
-    assert report["layer"] == report["pool"]["threading_layer"]
-    if report["layer"] == "omp":
-        assert report["pool"]["gomp_spincount"] == _workspace.SPIN_COUNT
+    assert report["default_layer"] == "default"  # nothing forced a layer
+    assert report["threads"][0] == report["threads"][1]
 
 
-@pytest.mark.parametrize("env,reason", [({"GOMP_SPINCOUNT": "0"}, "GOMP_SPINCOUNT"),
-                                        ({"OMP_WAIT_POLICY": "ACTIVE"}, "OMP_WAIT_POLICY"),
-                                        ({"FASTRNN_THREADS": "system"}, "FASTRNN_THREADS")])
-def test_the_users_thread_settings_are_left_alone(env, reason):
-    report = _thread_pool_in_child(**env)
-    assert report["pool"]["gomp_spincount"] is None
-    assert reason in report["pool"]["reason"]
-    assert report["env_changed"] == []
+def test_call_threaded_uses_the_free_cores_and_restores_the_count(monkeypatch):
+    numba = pytest.importorskip("numba")
+    seen = []
+
+    def kernel(value, scale=1):
+        seen.append(numba.get_num_threads())
+        return value * scale
+
+    requested = numba.get_num_threads()
+    monkeypatch.setattr(_workspace, "_ADAPT", True)
+    monkeypatch.setattr(_workspace, "free_cores", lambda: 1)
+    assert _workspace.call_threaded(kernel, 3, scale=2) == 6
+    assert seen[-1] == 1 and numba.get_num_threads() == requested
+    monkeypatch.setattr(_workspace, "free_cores", lambda: 64)
+    _workspace.call_threaded(kernel, 1)
+    assert seen[-1] == requested  # never more than Numba's own setting
+    monkeypatch.setattr(_workspace, "free_cores", lambda: 1)
+    monkeypatch.setattr(_workspace, "_ADAPT", False)  # FASTRNN_THREADS=all
+    _workspace.call_threaded(kernel, 1)
+    assert seen[-1] == requested
+    monkeypatch.setattr(_workspace, "_ADAPT", True)
+
+    def failing():
+        raise RuntimeError("kernel failed")
+    with pytest.raises(RuntimeError):
+        _workspace.call_threaded(failing)
+    assert numba.get_num_threads() == requested
+
+
+def test_free_cores_counts_other_runnable_tasks(monkeypatch):
+    """Other runnable tasks take cores; this process's own runnable threads do not."""
+    monkeypatch.setattr(_workspace, "_CPUS", 2)
+    for machine, own, free in [(1, 1, 2), (2, 1, 1), (3, 2, 1), (4, 1, 1), (2, 2, 2)]:
+        monkeypatch.setattr(_workspace, "_runnable_tasks", lambda: (machine, own))
+        _workspace._free_cores_cache[:] = [0.0, None]
+        assert _workspace.free_cores() == free, (machine, own)
+    # Looked at most every 0.1 s: a second call within that time reuses the answer.
+    monkeypatch.setattr(_workspace, "_runnable_tasks", lambda: (9, 1))
+    assert _workspace.free_cores() == 2
+    _workspace._free_cores_cache[:] = [0.0, None]
+    assert _workspace.free_cores() == 1
+    monkeypatch.setattr(_workspace, "_runnable_tasks", lambda: None)  # no /proc
+    _workspace._free_cores_cache[:] = [0.0, None]
+    assert _workspace.free_cores() is None
+
+
+def test_runnable_tasks_reads_this_machine():
+    counts = _workspace._runnable_tasks()
+    if counts is None:
+        pytest.skip("no /proc here")
+    machine, own = counts
+    assert own >= 1 and machine >= own  # this thread is running while it reads

@@ -19,19 +19,23 @@ H=512, and 5 ms of the 36 ms backward).  Two measures:
   ends up) and ``M_TRIM_THRESHOLD`` = 256 MiB: freed memory up to 256 MiB stays in the process
   for the next call.  ``FASTRNN_MALLOC=system`` leaves malloc as it is; nothing happens on a C
   library other than glibc.
-* :func:`start_thread_pool`: Numba's OpenMP threads (the ``omp`` layer, GNU libgomp) spin for a
-  while at the end of each parallel region before they sleep (``GOMP_SPINCOUNT``, 300,000 spins
-  by default).  A recurrent layer runs a few parallel regions per time step; when another process
-  holds a core, the thread that spins waits for one that is descheduled and burns the core that
-  thread needs.  Before Numba starts its threads, fastrnn sets ``GOMP_SPINCOUNT`` to
-  :data:`SPIN_COUNT` for the moment libgomp reads its environment, then restores the
-  environment: nothing else in the process sees the variable.  Set ``OMP_WAIT_POLICY`` or
-  ``GOMP_SPINCOUNT`` yourself, or ``FASTRNN_THREADS=system``, and fastrnn leaves libgomp as it
-  is.  A libgomp already loaded by another library has read its environment: it is left as it is.
+* :func:`call_threaded`: Numba's OpenMP threads (the ``omp`` layer) spin at the barriers that
+  end each parallel region, and a recurrent layer runs a few regions per time step.  When
+  another process holds a core, the thread that spins waits for one that is descheduled: an
+  LSTM 25/16/256/512 float32 forward + backward took 14 ms alone, 565 ms with a second fastrnn
+  process running and 34-45 ms next to one or two busy loops, where one thread takes 27-42 ms.
+  So each threaded kernel runs on as many threads as there are cores that no other runnable
+  task holds (at least one, at most ``numba.get_num_threads()``), counted from
+  ``/proc/loadavg`` less this process's own runnable threads, at most every 0.1 s.  The thread
+  count is Numba's per-thread setting (``numba.set_num_threads``), set for the kernel's call
+  and restored after it; the threading layer, libgomp and the environment are left as they
+  are.  ``FASTRNN_THREADS=all`` turns the count off (every kernel on
+  ``numba.get_num_threads()`` threads, as before).
 """
 import ctypes
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -44,10 +48,10 @@ TRIM_THRESHOLD = 256 << 20
 
 _malloc_checked = False
 
-SPIN_COUNT = "10000"
-_WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-thread_pool = None  # what start_thread_pool found and did, once it ran: a dict
-_thread_pool_lock = threading.Lock()  # first calls from several Python threads at once
+_ADAPT = os.environ.get("FASTRNN_THREADS", "").lower() != "all"
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_CHECK_INTERVAL = 0.1  # seconds between two looks at the machine's load
+_free_cores_cache = [0.0, None]  # [time of the next look, cores found free]
 
 
 def keep_freed_memory():
@@ -80,54 +84,54 @@ def scratch_buffer(dtype, size):
     buffer = buffers.get(dtype)
     if buffer is None or buffer.size < size:
         keep_freed_memory()
-        start_thread_pool()
         buffer = buffers[dtype] = np.empty(size, dtype=dtype)
     return buffer
 
 
-def _libgomp_loaded():
+def _runnable_tasks():
+    """(runnable tasks on the machine, runnable threads of this process), or None where /proc
+    cannot tell (not Linux)."""
     try:
-        with open("/proc/self/maps") as maps:
-            return any("libgomp" in line for line in maps)
-    except OSError:
-        return False
+        with open("/proc/loadavg", "rb") as handle:
+            machine = int(handle.read().split()[3].split(b"/")[0])
+        own = 0
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat", "rb") as handle:
+                    stat = handle.read()
+            except OSError:  # the thread ended meanwhile
+                continue
+            own += stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"R"
+        return machine, own
+    except (OSError, ValueError, IndexError):
+        return None
 
 
-def start_thread_pool():
-    """Start Numba's thread pool, with libgomp's spin count set as described above (once per
-    process); returns :data:`thread_pool`: the threading layer, the spin count fastrnn set (or
-    None) and why."""
-    global thread_pool
-    if thread_pool is not None:
-        return thread_pool
-    with _thread_pool_lock:
-        if thread_pool is None:
-            thread_pool = _start_thread_pool()
-    return thread_pool
+def free_cores():
+    """Cores of this process's CPU set that no other process's runnable task holds (at least
+    1), looked up at most every 0.1 s; None when that cannot be known."""
+    now = time.monotonic()
+    if now < _free_cores_cache[0]:
+        return _free_cores_cache[1]
+    counts = _runnable_tasks()
+    free = None
+    if counts is not None:
+        machine, own = counts
+        free = max(1, _CPUS - max(0, machine - own))
+    _free_cores_cache[:] = [now + _CHECK_INTERVAL, free]
+    return free
 
 
-def _start_thread_pool():
+def call_threaded(kernel, *args, **kwargs):
+    """``kernel(*args, **kwargs)`` for a kernel that runs on Numba's threads, on as many threads as there
+    are free cores (see the module's docstring); Numba's thread count is restored after."""
     import numba
-    user_set = [name for name in _WAIT_SETTINGS if name in os.environ]
-    if os.environ.get("FASTRNN_THREADS", "").lower() == "system":
-        reason = "FASTRNN_THREADS=system"
-    elif user_set:
-        reason = f"{'/'.join(user_set)} set by the user"
-    elif numba.config.THREADING_LAYER not in ("default", "omp"):
-        reason = f"NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER}"
-    elif _libgomp_loaded():
-        reason = "libgomp was loaded before fastrnn started its threads"
-    else:
-        reason = None
-    if reason is None:
-        os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
-        try:
-            numba.get_num_threads()  # starts the pool: libgomp reads its environment as it loads
-        finally:
-            del os.environ["GOMP_SPINCOUNT"]
-    else:
-        numba.get_num_threads()
-    layer = numba.threading_layer()
-    applied = reason is None and layer == "omp"
-    return dict(threading_layer=layer, gomp_spincount=SPIN_COUNT if applied else None,
-                reason=reason or ("" if applied else f"threading layer {layer}"))
+    requested = numba.get_num_threads()
+    free = free_cores() if _ADAPT else None
+    if free is None or free >= requested:
+        return kernel(*args, **kwargs)
+    numba.set_num_threads(free)
+    try:
+        return kernel(*args, **kwargs)
+    finally:
+        numba.set_num_threads(requested)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._kernels import affine
 from ._validate import as_float, check_cache, check_shape, float_dtype, numeric_array, row_vector
-from ._workspace import scratch_buffer
+from ._workspace import call_threaded, scratch_buffer
 
 __all__ = ["affine_forward", "affine_backward"]
 
@@ -77,7 +77,7 @@ def matmul_bias(x, w, b):
     scratch = _kernel_scratch(x, w)
     if scratch is None:
         return x @ w + b
-    return affine.affine_forward(x, w, b, scratch)
+    return call_threaded(affine.affine_forward, x, w, b, scratch)
 
 
 def matmul_bias_backward(dout, x, w):
@@ -85,4 +85,4 @@ def matmul_bias_backward(dout, x, w):
     scratch = _kernel_scratch(x, w)
     if scratch is None:
         return dout @ w.T, x.T @ dout, dout.sum(axis=0)
-    return affine.affine_backward(dout, x, w, scratch)
+    return call_threaded(affine.affine_backward, dout, x, w, scratch)

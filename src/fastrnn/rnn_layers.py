@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._kernels import activations, embedding, recurrent, softmax
-from ._workspace import scratch_buffer
+from ._workspace import call_threaded, scratch_buffer
 from ._validate import (as_float, check_cache, check_indices, check_shape, float_dtype,
                         index_array, numeric_array, position, row_vector, usable_as_is)
 from .layers import affine_backward, affine_forward, matmul_bias, matmul_bias_backward
@@ -95,7 +95,7 @@ def _run(kernel, small_kernel, x, Wh, *arrays):
     size = _scratch_size(x.shape, Wh.shape)
     if size is None:
         return small_kernel(*arrays)
-    return kernel(*arrays, scratch_buffer(x.dtype, size))
+    return call_threaded(kernel, *arrays, scratch_buffer(x.dtype, size))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -180,8 +180,9 @@ def _environment_info(threads):
     except ImportError:
         info["threadpools"] = None
     workspace = sys.modules.get("fastrnn._workspace")
-    if workspace is not None and workspace.thread_pool is not None:
-        info["fastrnn_thread_pool"] = workspace.thread_pool
+    if workspace is not None:
+        info["fastrnn_threads"] = ("free cores of the moment (FASTRNN_THREADS=all turns it off)"
+                                   if workspace._ADAPT else "all (FASTRNN_THREADS=all)")
     info["requested_threads"] = threads
     return info
 

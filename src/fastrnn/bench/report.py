@@ -173,11 +173,10 @@ def _config_lines(results):
             extra = f", torch threads {info['torch_threads']}"
         if "numba_threads" in info:
             extra += f", numba threads {info['numba_threads']}"
-        pool = info.get("fastrnn_thread_pool")
-        if pool:
-            extra += (f", threading layer {pool['threading_layer']}, GOMP_SPINCOUNT "
-                      + (f"{pool['gomp_spincount']} (set by fastrnn)" if pool["gomp_spincount"]
-                         else f"not set by fastrnn ({pool['reason']})"))
+        if info.get("numba_threading_layer"):
+            extra += f", threading layer {info['numba_threading_layer']}"
+        if info.get("fastrnn_threads"):
+            extra += f", threads per kernel: {info['fastrnn_threads']}"
         lines.append(f"{impl} process: python {info['python']}, {versions}{extra}")
         for pool in info.get("threadpools") or []:
             lines.append(f"    {_pool_summary(pool)}")
