@@ -30,7 +30,7 @@ from ._kernels import affine as affine_kernels
 from ._kernels import embedding
 from ._kernels import transformer as kernels
 from ._validate import as_float, check_cache, check_shape, float_dtype, index_array
-from ._workspace import scratch_buffer
+from ._workspace import call_threaded, scratch_buffer
 
 __all__ = [
     "positional_embedding_forward", "positional_embedding_backward",
@@ -64,7 +64,7 @@ def _affine(x2, w, b, relu):
     (M, D), P = x2.shape, w.shape[1]
     if affine_kernels.worth_a_kernel(M, D, P):
         scratch = scratch_buffer(x2.dtype, affine_kernels.scratch_size(M, D, P))
-        return kernels.affine_forward(x=x2, w=w, b=b, relu=relu, scratch=scratch)
+        return call_threaded(kernels.affine_forward, x=x2, w=w, b=b, relu=relu, scratch=scratch)
     out = x2 @ w
     out += b
     if relu:
@@ -77,7 +77,8 @@ def _matmul(a, b):
     NumPy below (either operand may be a transposed view)."""
     (M, K), P = a.shape, b.shape[1]
     if affine_kernels.worth_a_kernel(M, K, P):
-        return kernels.matmul(a, b, scratch_buffer(a.dtype, affine_kernels.scratch_size(M, K, P)))
+        scratch = scratch_buffer(a.dtype, affine_kernels.scratch_size(M, K, P))
+        return call_threaded(kernels.matmul, a, b, scratch)
     return np.ascontiguousarray(a @ b)
 
 
@@ -89,8 +90,8 @@ def _affine_backward(dout2, x2, w, out2, relu):
         out2 = dout2
     if affine_kernels.worth_a_kernel(M, D, P):
         scratch = scratch_buffer(x2.dtype, affine_kernels.scratch_size(M, D, P))
-        dx, dw, db = kernels.affine_backward(dout=dout2, x=x2, w=w, out=out2, relu=relu,
-                                             w_transposed=transposed, scratch=scratch)
+        dx, dw, db = call_threaded(kernels.affine_backward, dout=dout2, x=x2, w=w, out=out2,
+                                   relu=relu, w_transposed=transposed, scratch=scratch)
         return dx, (dw.T if transposed else dw), db
     masked = np.where(out2 > 0, dout2, 0).astype(dout2.dtype, copy=False) if relu else dout2
     dw = (masked.T @ x2).T if transposed else x2.T @ masked
@@ -206,7 +207,8 @@ def _query_attention_forward(x, Wq, bq, Wk, Wv, bv, num_heads, valid, Tq):
     qt *= scale
     probs = np.empty((N, num_heads, Tq, T), dtype=x.dtype)
     ebar = np.empty((num_heads, N, Tq, D), dtype=x.dtype)
-    kernels.query_attention_forward(x=x, qt=qt, key_valid=valid, probs=probs, ebar=ebar)
+    call_threaded(kernels.query_attention_forward, x=x, qt=qt, key_valid=valid, probs=probs,
+                  ebar=ebar)
     out = np.empty((N, Tq, hdv), dtype=x.dtype)
     for h in range(num_heads):
         cols = slice(h * dv, (h + 1) * dv)
@@ -236,7 +238,8 @@ def _query_attention_backward(dout, c):
     dbv = dout2.sum(axis=0)
     dx = np.empty_like(x)
     dqt = np.empty_like(c.qt)
-    kernels.query_attention_backward(x=x, qt=c.qt, probs=c.probs, debar=debar, dx=dx, dqt=dqt)
+    call_threaded(kernels.query_attention_backward, x=x, qt=c.qt, probs=c.probs, debar=debar,
+                  dx=dx, dqt=dqt)
     dq = np.empty((N * Tq, hdk), dtype=x.dtype)
     dWk = np.empty((D, hdk), dtype=x.dtype)
     for h in range(c.num_heads):
@@ -320,9 +323,9 @@ def multi_head_attention_forward(x, Wq, bq, Wk, bk, Wv, bv, num_heads, key_mask=
     scale = float(1.0 / np.sqrt(dk))
     out = np.empty((N, T, hdv), dtype=dtype)
     probs = np.empty((N, num_heads, T, T), dtype=dtype)
-    kernels.attention_forward(q=qkv, q_off=0, k=qkv, k_off=hdk, v=qkv, v_off=2 * hdk,
-                              key_valid=valid, num_heads=num_heads, dk=dk, dv=dv, scale=scale,
-                              out=out, probs=probs)
+    call_threaded(kernels.attention_forward, q=qkv, q_off=0, k=qkv, k_off=hdk, v=qkv,
+                  v_off=2 * hdk, key_valid=valid, num_heads=num_heads, dk=dk, dv=dv, scale=scale,
+                  out=out, probs=probs)
     return out, AttentionCache(x, qkv, probs, w_qkv, num_heads, dk, dv, scale)
 
 
@@ -343,10 +346,10 @@ def multi_head_attention_backward(dout, cache):
     hdk, hdv = c.num_heads * c.dk, c.num_heads * c.dv
     dout = as_float(check_shape("dout", dout, (N, T, hdv), ("N", "T", "heads*dv")), x.dtype)
     dqkv = np.empty_like(c.qkv)
-    kernels.attention_backward(dout=dout, q=c.qkv, q_off=0, k=c.qkv, k_off=hdk, v=c.qkv,
-                               v_off=2 * hdk, probs=c.probs, num_heads=c.num_heads, dk=c.dk,
-                               dv=c.dv, scale=c.scale, dq=dqkv, dq_off=0, dkv=dqkv,
-                               dk_off=hdk, dv_off=2 * hdk)
+    call_threaded(kernels.attention_backward, dout=dout, q=c.qkv, q_off=0, k=c.qkv, k_off=hdk,
+                  v=c.qkv, v_off=2 * hdk, probs=c.probs, num_heads=c.num_heads, dk=c.dk,
+                  dv=c.dv, scale=c.scale, dq=dqkv, dq_off=0, dkv=dqkv, dk_off=hdk,
+                  dv_off=2 * hdk)
     dx2, dw, db = _affine_backward(dqkv.reshape(N * T, -1), x.reshape(N * T, D), c.w_qkv,
                                    None, False)
     dWq, dWk, dWv = (np.ascontiguousarray(dw[:, a:b])
@@ -397,8 +400,8 @@ def layernorm_forward(x, gamma, beta, ln_param=None, residual=None):
     out = np.empty((R, D), dtype=dtype)
     xhat = np.empty((R, D), dtype=dtype)
     rstd = np.empty(R, dtype=np.float64)
-    kernels.layernorm_forward(x=x2, residual=res2, add=residual is not None, gamma=gamma,
-                              beta=beta, eps=eps, out=out, xhat=xhat, rstd=rstd)
+    call_threaded(kernels.layernorm_forward, x=x2, residual=res2, add=residual is not None,
+                  gamma=gamma, beta=beta, eps=eps, out=out, xhat=xhat, rstd=rstd)
     return out.reshape(x.shape), LayerNormCache(xhat, rstd, gamma, x.shape)
 
 
@@ -413,8 +416,8 @@ def layernorm_backward(dout, cache):
     dx = np.empty((R, D), dtype=dtype)
     dgamma = np.zeros(D, dtype=np.float64)
     dbeta = np.zeros(D, dtype=np.float64)
-    kernels.layernorm_backward(dout=dout2, xhat=xhat, rstd=cache.rstd, gamma=gamma, dx=dx,
-                               dgamma=dgamma, dbeta=dbeta)
+    call_threaded(kernels.layernorm_backward, dout=dout2, xhat=xhat, rstd=cache.rstd,
+                  gamma=gamma, dx=dx, dgamma=dgamma, dbeta=dbeta)
     return dx.reshape(cache.shape), dgamma.astype(dtype), dbeta.astype(dtype)
 
 
