@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastrnn import bench_transformer
+from fastrnn.bench import transformer as bench_transformer
 
 
 def test_hand_pruned_torch_equals_full_torch():
@@ -33,7 +33,7 @@ def test_hand_pruned_torch_equals_full_torch():
 
 
 def test_worker_reports_times():
-    out = subprocess.run([sys.executable, "-m", "fastrnn.bench_transformer", "--worker", "fastrnn",
+    out = subprocess.run([sys.executable, "-m", "fastrnn.bench.transformer", "--worker", "fastrnn",
                           "--n", "2", "--repeat", "2", "--threads", "1"],
                          capture_output=True, text=True, check=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])

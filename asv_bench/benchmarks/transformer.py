@@ -1,6 +1,6 @@
 """The problem set's ClassificationTransformer: one training step (loss + every gradient) of the
 course's configuration (hidden 128, 2 heads, feed-forward 2048, 96-wide heads, T = 43), the
-workload of ``python -m fastrnn.bench_transformer``.
+workload of ``python -m fastrnn.bench.transformer``.
 
 impl: ``reference`` (the model on the plain NumPy layers of :mod:`fastrnn.reference`),
 ``fastrnn`` (:mod:`fastrnn.transformer_layers`), ``torch`` (the course's PyTorch module,
@@ -14,7 +14,7 @@ SIZES = [32, 128]
 
 
 def _step(impl, n, threads):
-    from fastrnn import bench_transformer
+    from fastrnn.bench import transformer as bench_transformer
     if impl.startswith("torch"):
         common.torch()   # NotImplementedError (skipped) without torch
     return bench_transformer._step_function(impl, n, threads)
@@ -41,7 +41,7 @@ class TransformerFullSequence:
     timeout = 300
 
     def setup(self, impl, n):
-        from fastrnn import bench_transformer
+        from fastrnn.bench import transformer as bench_transformer
         if impl == "torch":
             common.torch()   # NotImplementedError (skipped) without torch
         self.forward = bench_transformer._layers_function(impl, n, common.THREADS)

@@ -33,7 +33,7 @@ for sentence, label in zip(data["train_sentences"][:4], data["train_labels"][:4]
 # ## 1. The five deliverables
 #
 # The course checks each method's output against saved expected values; here the expected
-# values come from the course's own PyTorch module (rebuilt in `fastrnn.bench_transformer`)
+# values come from the course's own PyTorch module (rebuilt in `fastrnn.bench.transformer`)
 # with its weights loaded into fastrnn, when torch is installed. Without torch, the pruned
 # `forward` (token 0 only, no keys or values formed) is checked against the full chain of the
 # course's methods.
@@ -44,7 +44,7 @@ inputs = data["train_inxs"][:8]
 ours = {"embed": model.embed(inputs)}
 try:
     import torch
-    from fastrnn.bench_transformer import course_module
+    from fastrnn.bench.transformer import course_module
 except ImportError:
     torch = None
 

@@ -32,7 +32,8 @@ The package imports only NumPy at import time; the layer modules, numba, torch a
 are imported inside the worker subprocess that needs them.  Its parts: :mod:`.cases` (the rows,
 their inputs and workloads), :mod:`.measure` (timing, memory, competing load, the worker
 subprocesses), :mod:`.run` (rounds of side-by-side timing), :mod:`.report` (text and Markdown),
-:mod:`.command` (the command line).
+:mod:`.command` (the command line); :mod:`.transformer` times the Transformer's training step
+on its own (``python -m fastrnn.bench.transformer``).
 """
 from .cases import (CAPTION_PARAMS, CASES, CASES_BY_NAME, CLASSIC_MODULE, DEFAULT_FAST_MODULE,
                     IMPLEMENTATIONS, SCHEMA_VERSION, STARTUP_CASE, VOCAB_SIZE, Case, make_inputs,

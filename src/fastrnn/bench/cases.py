@@ -373,7 +373,7 @@ def torch_workload(case, inputs):
 
     if case.kind == "transformer":
         # The course's PyTorch module, forward over every position, BCE, all gradients.
-        from fastrnn.bench_transformer import course_module
+        from .transformer import course_module
         module = course_module(torch, VOCAB_SIZE, **_transformer_config(case)).to(tdtype)
         module.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
                                 for k, v in inputs.items() if "." in k})

@@ -15,9 +15,9 @@ other down when they share a process), and the processes alternate, round after 
 a busy neighbour on a shared machine hits them alike.  Per implementation it reports the median
 of the per-round medians and the spread (min, max) of all timed steps.
 
-    python -m fastrnn.bench_transformer --sizes 32 128 --rounds 5 --threads 2
-    python -m fastrnn.bench_transformer --worker fastrnn --n 32 --repeat 20   # one process
-    python -m fastrnn.bench_transformer --workload layers   # all-position layers, forward
+    python -m fastrnn.bench.transformer --sizes 32 128 --rounds 5 --threads 2
+    python -m fastrnn.bench.transformer --worker fastrnn --n 32 --repeat 20   # one process
+    python -m fastrnn.bench.transformer --workload layers   # all-position layers, forward
 
 ``--workload layers`` times the course's ``multi_head_attention`` + ``feedforward_layer`` over
 all T positions instead (forward, no pruning): fastrnn's full-sequence layers against PyTorch's.
@@ -202,7 +202,7 @@ def run(sizes, impls, rounds, repeat, threads, workload="step"):
         for n in sizes:
             for impl in impls:
                 out = subprocess.run(
-                    [sys.executable, "-m", "fastrnn.bench_transformer", "--worker", impl,
+                    [sys.executable, "-m", "fastrnn.bench.transformer", "--worker", impl,
                      "--n", str(n), "--repeat", str(repeat), "--threads", str(threads),
                      "--workload", workload],
                     capture_output=True, text=True, check=True, env=os.environ.copy())
