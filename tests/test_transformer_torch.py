@@ -1,62 +1,17 @@
-"""The course's PyTorch module, rebuilt here, as an independent oracle: its weights loaded into
+"""The course's PyTorch module (rebuilt in ``fastrnn.bench.transformer.course_module``, plain
+PyTorch, the course's way: per-head Linear layers k1, v1, q1, k2, ...; softmax over keys;
+LayerNorm(x + sublayer(x))), as an independent oracle: its weights loaded into
 ClassificationTransformer give the same outputs of every deliverable method (float32 1e-5,
 float64 1e-10) and the same gradients as autograd.  Skipped when torch is not installed (the
 optional ``compare`` extra); fastrnn itself never imports torch."""
 import numpy as np
 import pytest
 
+from fastrnn.bench.transformer import course_module
 from fastrnn.classifiers.transformer import ClassificationTransformer
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
-
-
-class CourseTransformer(nn.Module):
-    """The problem set's ClassificationTransformer, written the course's way (per-head Linear
-    layers named k1, v1, q1, k2, ...; softmax over keys; LayerNorm(x + sublayer(x)))."""
-
-    def __init__(self, vocab_size, hidden_dim, num_heads, dim_feedforward, dim_k, dim_v, dim_q,
-                 max_length):
-        super().__init__()
-        self.num_heads, self.dim_k = num_heads, dim_k
-        self.token_embeddings = nn.Embedding(vocab_size, hidden_dim)
-        self.position_embeddings = nn.Embedding(max_length, hidden_dim)
-        for i in range(1, num_heads + 1):
-            setattr(self, f"k{i}", nn.Linear(hidden_dim, dim_k))
-            setattr(self, f"v{i}", nn.Linear(hidden_dim, dim_v))
-            setattr(self, f"q{i}", nn.Linear(hidden_dim, dim_q))
-        self.softmax = nn.Softmax(dim=2)
-        self.attention_head_projection = nn.Linear(dim_v * num_heads, hidden_dim)
-        self.norm_mh = nn.LayerNorm(hidden_dim)
-        self.W1 = nn.Linear(hidden_dim, dim_feedforward)
-        self.W2 = nn.Linear(dim_feedforward, hidden_dim)
-        self.norm_ffn = nn.LayerNorm(hidden_dim)
-        self.final_dense = nn.Linear(hidden_dim, 1)
-
-    def embed(self, inputs):
-        positions = torch.arange(inputs.shape[1]).expand(inputs.shape[0], -1)
-        return self.token_embeddings(inputs) + self.position_embeddings(positions)
-
-    def multi_head_attention(self, inputs):
-        heads = []
-        for i in range(1, self.num_heads + 1):
-            k = getattr(self, f"k{i}")(inputs)
-            v = getattr(self, f"v{i}")(inputs)
-            q = getattr(self, f"q{i}")(inputs)
-            attention = self.softmax(torch.bmm(q, k.transpose(1, 2)) / np.sqrt(self.dim_k))
-            heads.append(torch.bmm(attention, v))
-        outputs = self.attention_head_projection(torch.cat(heads, dim=2))
-        return self.norm_mh(inputs + outputs)
-
-    def feedforward_layer(self, inputs):
-        return self.norm_ffn(inputs + self.W2(torch.relu(self.W1(inputs))))
-
-    def final_layer(self, inputs):
-        return torch.sigmoid(self.final_dense(inputs[:, 0, :]))
-
-    def forward(self, inputs):
-        return self.final_layer(self.feedforward_layer(self.multi_head_attention(
-            self.embed(inputs))))
 
 
 CONFIGS = [dict(hidden_dim=128, num_heads=2, dim_feedforward=2048, dim_k=96, dim_v=96, dim_q=96,
@@ -69,7 +24,7 @@ TOL = {np.float32: 1e-5, np.float64: 1e-10}
 def build(config, dtype, seed):
     torch.manual_seed(seed)
     vocab = {f"w{i}": i for i in range(50)}
-    course = CourseTransformer(len(vocab), **config).to(
+    course = course_module(torch, vocab_size=len(vocab), **config).to(
         torch.float64 if dtype == np.float64 else torch.float32)
     model = ClassificationTransformer(vocab, **config, dtype=dtype)
     model.load_state_dict(course.state_dict())   # tensors, read through .numpy()

@@ -269,7 +269,7 @@ def _gate(a, is_tanh):
     c = _consts(a)
     ftype = c.ftype
     lowest, tanh_lowest, tiny = ftype(c.lowest), ftype(c.tanh_lowest), ftype(c.tanh_tiny)
-    zero, one, two = ftype(0), ftype(1), ftype(2)
+    zero, one = ftype(0), ftype(1)
     up, down = ftype(UNDERFLOW_SHIFT), ftype(2.0 ** -UNDERFLOW_SHIFT)
 
     def impl(a, is_tanh):

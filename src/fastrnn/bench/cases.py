@@ -269,6 +269,29 @@ def numpy_workload(case, layers, inputs):
     raise ValueError(f"unknown case kind {case.kind!r}")
 
 
+def _torch_captioning_model(torch, case):
+    """The LSTM captioning model of a ``captioning`` / ``train_step`` case in PyTorch: its
+    parameters and ``loss_of(features, captions)``, CaptioningRNN.loss's masked softmax loss
+    summed over time and divided by N."""
+    import torch.nn.functional as F
+    N, T, W, H = case.shape
+    V, tdtype = VOCAB_SIZE, getattr(torch, case.dtype)
+    embed = torch.nn.Embedding(V, W, dtype=tdtype)
+    proj = torch.nn.Linear(CAPTION_FEATURE_DIM, H, dtype=tdtype)
+    lstm = torch.nn.LSTM(W, H, batch_first=True, dtype=tdtype)
+    vocab = torch.nn.Linear(H, V, dtype=tdtype)
+    params = [*embed.parameters(), *proj.parameters(), *lstm.parameters(), *vocab.parameters()]
+
+    def loss_of(features, captions):
+        captions_in, captions_out = captions[:, :-1], captions[:, 1:].reshape(-1)
+        mask = (captions_out != 0).to(tdtype)
+        h0 = proj(features).unsqueeze(0)
+        hidden, _ = lstm(embed(captions_in), (h0, torch.zeros_like(h0)))
+        scores = vocab(hidden).reshape(-1, V)
+        return (F.cross_entropy(scores, captions_out, reduction="none") * mask).sum() / N
+    return params, loss_of
+
+
 def torch_workload(case, inputs):
     """The torch counterpart of :func:`numpy_workload` (forward + all gradients), or None.
 
@@ -299,36 +322,16 @@ def torch_workload(case, inputs):
         return sequence_step
 
     if case.kind == "captioning":
-        N, T, W, H = case.shape
-        F_dim, V = CAPTION_FEATURE_DIM, VOCAB_SIZE
-        embed = torch.nn.Embedding(V, W, dtype=tdtype)
-        proj = torch.nn.Linear(F_dim, H, dtype=tdtype)
-        lstm = torch.nn.LSTM(W, H, batch_first=True, dtype=tdtype)
-        vocab = torch.nn.Linear(H, V, dtype=tdtype)
-        params = [*embed.parameters(), *proj.parameters(), *lstm.parameters(),
-                  *vocab.parameters()]
+        params, loss_of = _torch_captioning_model(torch, case)
         features = tensor("features")
         captions = torch.from_numpy(inputs["captions"].astype(np.int64))
-        captions_in, captions_out = captions[:, :-1], captions[:, 1:].reshape(-1)
-        mask = (captions_out != 0).to(tdtype)
 
         def training_step():
-            h0 = proj(features).unsqueeze(0)
-            hidden, _ = lstm(embed(captions_in), (h0, torch.zeros_like(h0)))
-            scores = vocab(hidden).reshape(-1, V)
-            loss = (F.cross_entropy(scores, captions_out, reduction="none") * mask).sum() / N
-            return torch.autograd.grad(loss, params)
+            return torch.autograd.grad(loss_of(features, captions), params)
         return training_step
 
     if case.kind == "train_step":
-        N, T, W, H = case.shape
-        F_dim, V = CAPTION_FEATURE_DIM, VOCAB_SIZE
-        embed = torch.nn.Embedding(V, W, dtype=tdtype)
-        proj = torch.nn.Linear(F_dim, H, dtype=tdtype)
-        lstm = torch.nn.LSTM(W, H, batch_first=True, dtype=tdtype)
-        vocab = torch.nn.Linear(H, V, dtype=tdtype)
-        params = [*embed.parameters(), *proj.parameters(), *lstm.parameters(),
-                  *vocab.parameters()]
+        params, loss_of = _torch_captioning_model(torch, case)
         optimizer = torch.optim.Adam(params, lr=1e-3)
         features = tensor("features")
         captions = torch.from_numpy(inputs["captions"].astype(np.int64))
@@ -336,14 +339,8 @@ def torch_workload(case, inputs):
         rng = np.random.default_rng(0)
 
         def solver_step():
-            rows = torch.from_numpy(rng.choice(len(captions), N))  # as sample_coco_minibatch
-            batch, batch_features = captions[rows], features[image_idxs[rows]]
-            captions_in, captions_out = batch[:, :-1], batch[:, 1:].reshape(-1)
-            mask = (captions_out != 0).to(tdtype)
-            h0 = proj(batch_features).unsqueeze(0)
-            hidden, _ = lstm(embed(captions_in), (h0, torch.zeros_like(h0)))
-            scores = vocab(hidden).reshape(-1, V)
-            loss = (F.cross_entropy(scores, captions_out, reduction="none") * mask).sum() / N
+            rows = torch.from_numpy(rng.choice(len(captions), case.shape[0]))  # as the solver
+            loss = loss_of(features[image_idxs[rows]], captions[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
