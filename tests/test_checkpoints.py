@@ -51,7 +51,8 @@ def test_the_digest_header_is_checked_before_parsing(checkpoint, tmp_path):
     assert content.startswith(b"fastrnn checkpoint\nsha256 ")
     assert content[512:520] == b"\x89HDF\r\n\x1a\n"  # HDF5 proper starts after the userblock
     with h5py.File(path, "r") as h5:  # still a plain HDF5 file for other tools
-        assert h5.attrs["version"] == 2
+        assert h5.attrs["version"] == 3 and h5.attrs["format"] == "fastrnn-checkpoint"
+        assert h5.attrs["model_kind"] == "CaptioningRNN" and h5.attrs["solver"] == "CaptioningSolver"
     # A change HDF5 would read without complaint (one weight) is caught by the digest.
     offset = content.find(read_checkpoint(path)["params"]["W_vocab"].tobytes())
     assert offset > 512
@@ -146,13 +147,18 @@ def test_sample_reports_a_corrupt_checkpoint_in_one_line(checkpoint, tmp_path, c
     assert "is corrupt (digest mismatch)" in err and "Traceback" not in err
 
 
-def _legacy_copy(path, target):
-    """The checkpoint as version 1 wrote it: no userblock, no digest."""
+def _legacy_copy(path, target, version=1):
+    """The checkpoint as version 1 wrote it: no userblock, no digest, no model kind (with
+    version=2, what was inside version 2's digest: the test adds the header if it wants one)."""
     with h5py.File(path, "r") as source, h5py.File(target, "w") as copy:
         for name in source:
             source.copy(name, copy)
         copy.attrs.update(source.attrs)
-        copy.attrs["version"] = 1
+        copy.attrs["format"] = "fastrnn-captioning-checkpoint"
+        copy.attrs["version"] = version
+        for name in ("model_kind", "solver"):
+            del copy.attrs[name]
+        del copy["json/model_config"]
 
 
 def test_old_checkpoints_without_a_digest_load_with_a_warning(checkpoint, tmp_path):
@@ -169,12 +175,24 @@ def test_old_checkpoints_without_a_digest_load_with_a_warning(checkpoint, tmp_pa
     assert resumed.iteration == 4
 
 
+def test_a_version_2_checkpoint_still_resumes(checkpoint, tmp_path):
+    """Version 2 (a digest, no model kind or configuration) reads as a CaptioningRNN's."""
+    path, data = checkpoint
+    plain = tmp_path / "plain.h5"
+    _legacy_copy(path, plain, version=2)
+    old = _rewritten(plain, tmp_path / "v2.h5", lambda h5: None)  # with version 2's digest header
+    stored = read_checkpoint(old)
+    assert stored["attrs"]["version"] == 2 and stored["model_config"] is None
+    resumed = _solver(data, num_epochs=3, resume=old)
+    assert resumed.iteration == 4
+    resumed.train()
+    assert resumed.iteration == 6
+
+
 def test_a_version_2_file_without_its_header_is_refused(checkpoint, tmp_path):
     path, _ = checkpoint
     stripped = tmp_path / "stripped.h5"
-    _legacy_copy(path, stripped)
-    with h5py.File(stripped, "r+") as h5:
-        h5.attrs["version"] = 2
+    _legacy_copy(path, stripped, version=2)
     with pytest.raises(CheckpointError, match="stripped.h5.*carry a digest header"):
         read_checkpoint(stripped)
 
@@ -256,6 +274,20 @@ MUTATIONS = {
     "vocabulary not a dict": (_replace_dataset("json/word_to_idx", lambda v: "[1, 2]"),
                               "'json/word_to_idx'"),
     "iteration fewer than epochs": (_set_attr("/", "iteration", 1), "'iteration' is 1"),
+    "no model kind": (lambda h5: h5.attrs.__delitem__("model_kind"), "'model_kind'.*missing"),
+    "unknown solver": (_set_attr("/", "solver", "Trainer"), "'solver'.*Trainer"),
+    "version 2 in the new format": (_set_attr("/", "version", 2), "'version' is 2, but format"),
+    "model config not an object": (_replace_dataset("json/model_config", lambda v: "[1]"),
+                                   "'json/model_config' should be a JSON object"),
+    "no model config": (lambda h5: h5.__delitem__("json/model_config"),
+                        "'json/model_config' is missing"),
+    "a history of another solver": (
+        lambda h5: h5.create_dataset("history/val_mcc_history", data=np.zeros(2)),
+        "'history/val_mcc_history' is not a history this checkpoint's solver keeps"),
+    "best_params of another shape": (
+        lambda h5: [h5.copy("params", "best_params"), h5.__delitem__("best_params/b"),
+                    h5.create_dataset("best_params/b", data=np.zeros(3))],
+        "'best_params/b' should be a"),
 }
 
 
@@ -297,8 +329,8 @@ def test_an_unmutated_rewrite_resumes(checkpoint, tmp_path):
 @pytest.mark.parametrize("change, expected", [
     (dict(update_rule="sgd"), "update_rule"),
     (dict(batch_size=25), "batch_size"),
-    (dict(model=dict(cell_type="rnn")), "'Wx'"),
-    (dict(model=dict(hidden_dim=13)), "'W_proj'"),
+    (dict(model=dict(cell_type="rnn")), "cell_type='lstm'; this model has cell_type='rnn'"),
+    (dict(model=dict(hidden_dim=13)), "hidden_dim=12; this model has hidden_dim=13"),
     (dict(model=dict(dtype=np.float64)), "float64"),
     (dict(data_rows=150), "3 iterations per epoch"),
 ])

@@ -215,3 +215,59 @@ def test_resume_refuses_data_of_another_vocabulary(trained, tmp_path, capsys):
     assert main(["train", "--data-dir", other, "--resume", path, "--checkpoint-dir",
                  str(tmp_path / "c"), "--quiet"]) == 1
     assert "different vocabulary" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the Transformer
+SMALL_TRANSFORMER = ["--model", "transformer", "--hidden-dim", "32", "--num-heads", "2",
+                     "--dim-feedforward", "128", "--dim-k", "16", "--lr", "2e-3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained_transformer(tmp_path_factory):
+    """Train a small Transformer on the built-in corpus: (checkpoint path, stdout)."""
+    checkpoint_dir = tmp_path_factory.mktemp("transformer")
+    argv = ["train", "--epochs", "4", "--checkpoint-dir", str(checkpoint_dir)] + SMALL_TRANSFORMER
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(argv) == 0
+    return os.path.join(checkpoint_dir, "checkpoint.h5"), out.getvalue()
+
+
+def test_train_transformer_reports_accuracy_mcc_and_judged_sentences(trained_transformer):
+    path, out = trained_transformer
+    accuracy = re.search(r"validation accuracy \(1551 sentences\): trained ([0-9.]+), "
+                         r"untrained ([0-9.]+)", out)
+    mcc = re.search(r"Matthews correlation .*: trained (-?[0-9.]+), untrained (-?[0-9.]+)", out)
+    assert accuracy and mcc, out
+    assert float(accuracy.group(1)) > float(accuracy.group(2)) + 0.15, out
+    assert float(mcc.group(1)) > 0.3, out
+    assert out.count("labelled 1)") == 3 and out.count("labelled 0)") == 3
+    stored = read_checkpoint(path)
+    assert stored["attrs"]["model_kind"] == "ClassificationTransformer"
+    assert stored["model_config"]["dim_feedforward"] == 128
+
+
+def test_sample_and_resume_read_the_model_from_the_checkpoint(trained_transformer, tmp_path,
+                                                               capsys):
+    path, _ = trained_transformer
+    assert main(["sample", path, "--num", "7"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("labelled") == 7 and "accuracy of these 7" in out
+    # Resume without repeating any model option: the checkpoint's kind and sizes are used.
+    assert main(["train", "--resume", path, "--epochs", "5", "--quiet",
+                 "--checkpoint-dir", str(tmp_path)]) == 0
+    assert read_checkpoint(tmp_path / "checkpoint.h5")["attrs"]["epoch"] == 5
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "captioning"], "--model captioning does not match the checkpoint being resumed"),
+    (["--hidden-dim", "64"], "--hidden-dim 64 does not match .* hidden_dim=32"),
+    (["--cell-type", "rnn"], "--cell-type is an option of the other model"),
+])
+def test_resuming_a_transformer_refuses_what_does_not_fit(trained_transformer, tmp_path, extra,
+                                                         message, capsys):
+    path, _ = trained_transformer
+    assert main(["train", "--resume", path, "--epochs", "5", "--quiet",
+                 "--checkpoint-dir", str(tmp_path)] + extra) == 1
+    assert re.search(message, capsys.readouterr().err)
+    assert not os.path.exists(tmp_path / "checkpoint.h5")

@@ -243,7 +243,7 @@ def test_resume_rejects_a_mismatched_model_or_solver(builtin_data, tmp_path):
     with pytest.raises(ValueError, match="update_rule"):
         CaptioningSolver(_model(data), data, update_rule="sgd", batch_size=50,
                          resume=solver.checkpoint_path)
-    with pytest.raises(ValueError, match="'Wx'"):
+    with pytest.raises(ValueError, match="built with cell_type='lstm'; this model has cell_type='rnn'"):
         CaptioningSolver(_model(data, "rnn"), data, update_rule="adam", batch_size=50,
                          resume=solver.checkpoint_path)
     with pytest.raises(FileNotFoundError, match="nowhere.h5"):
@@ -388,7 +388,7 @@ def test_the_progress_bar_is_notebook_aware(builtin_data, capsys, monkeypatch):
     """tqdm.auto (a widget in Jupyter); the verbose lines stay the classic ones."""
     import tqdm.auto
 
-    from fastrnn import captioning_solver
+    from fastrnn.training import core
 
     made = []
 
@@ -398,7 +398,7 @@ def test_the_progress_bar_is_notebook_aware(builtin_data, capsys, monkeypatch):
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(tqdm.auto, "tqdm", RecordingBar)
-    assert captioning_solver._progress_bar_class() is RecordingBar
+    assert core._progress_bar_class() is RecordingBar
     data = _small(builtin_data, 100)
     solver = CaptioningSolver(_model(data), data, batch_size=50, num_epochs=2, print_every=1,
                               rng=0)

@@ -7,12 +7,14 @@
 * :func:`corpus_bleu4` is standard corpus-level BLEU-4 (NLTK ``corpus_bleu``, uniform weights,
   no smoothing) against all reference captions of each image.
 * :func:`evaluate_captions` samples captions for the first rows of a split and reports both.
+* :func:`matthews_corrcoef` is the Matthews correlation of predicted labels (CoLA's metric).
 """
 import warnings
 
 import numpy as np
 
-__all__ = ["bleu_unigram", "mean_bleu_unigram", "corpus_bleu4", "evaluate_captions"]
+__all__ = ["bleu_unigram", "mean_bleu_unigram", "corpus_bleu4", "evaluate_captions",
+           "matthews_corrcoef"]
 
 IGNORED_TOKENS = ("<START>", "<END>", "<UNK>", "<NULL>")
 
@@ -109,3 +111,30 @@ def evaluate_captions(model, data, split="val", max_examples=1000, beam_size=Non
         "hypotheses": hypotheses,
         "image_idxs": image_idxs,
     }
+
+
+def matthews_corrcoef(y_true, y_pred):
+    """Matthews correlation coefficient of predicted labels, in [-1, 1] (CoLA's official metric).
+
+    For two classes, (TP TN - FP FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)); for more, Gorodkin's
+    generalisation from the confusion matrix (what scikit-learn computes).  0 where it is
+    undefined (every label or every prediction one class).
+
+    Parameters
+    ----------
+    y_true, y_pred : (N,) integer labels
+    """
+    y_true = np.asarray(y_true).ravel()
+    y_pred = np.asarray(y_pred).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {y_true.size} != {y_pred.size}")
+    classes, encoded = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
+    k = classes.size
+    confusion = np.zeros((k, k), dtype=np.float64)
+    np.add.at(confusion, (encoded[:y_true.size], encoded[y_true.size:]), 1)
+    true_counts = confusion.sum(axis=1)
+    pred_counts = confusion.sum(axis=0)
+    n = confusion.sum()
+    covariance = np.trace(confusion) * n - true_counts @ pred_counts
+    denominator = np.sqrt((n * n - pred_counts @ pred_counts) * (n * n - true_counts @ true_counts))
+    return float(covariance / denominator) if denominator > 0 else 0.0

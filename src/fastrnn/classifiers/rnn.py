@@ -141,6 +141,14 @@ class CaptioningRNN:
         params["b_vocab"] = np.zeros(vocab_size)
         self.params = {k: v.astype(dtype) for k, v in params.items()}
 
+    def config(self):
+        """The keyword arguments that rebuild this model with :func:`fastrnn.classifiers.build`
+        (besides the vocabulary): what a checkpoint records."""
+        return {"input_dim": self.params["W_proj"].shape[0],
+                "wordvec_dim": self.params["W_embed"].shape[1],
+                "hidden_dim": self.params["Wh"].shape[0], "cell_type": self.cell_type,
+                "dtype": np.dtype(self.dtype).name}
+
     def loss(self, features, captions):
         """Training loss and gradients for one minibatch.
 

@@ -89,11 +89,19 @@ class ClassificationTransformer:
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
         if pad_index is not None and not 0 <= pad_index < self.vocab_size:
             raise ValueError(f"pad_index must be in [0, {self.vocab_size}), got {pad_index}")
-        self.pad_index = pad_index
+        self.pad_index = None if pad_index is None else int(pad_index)
         if layers is None:   # imported here: a model on the reference layers never loads numba
             from fastrnn import transformer_layers as layers
         self.layers = layers
         self.params = self._initial_params(np.random.default_rng(seed))
+
+    def config(self):
+        """The keyword arguments that rebuild this model with :func:`fastrnn.classifiers.build`
+        (besides the vocabulary): what a checkpoint records."""
+        return {"hidden_dim": self.hidden_dim, "num_heads": self.num_heads,
+                "dim_feedforward": self.dim_feedforward, "dim_k": self.dim_k,
+                "dim_v": self.dim_v, "dim_q": self.dim_q, "max_length": self.max_length,
+                "dtype": self.dtype.name, "pad_index": self.pad_index}
 
     # ------------------------------------------------------------------ parameters
 
@@ -265,6 +273,11 @@ class ClassificationTransformer:
         h2, ff_caches = self._feedforward_block(h1)
         logits, final_cache = self._final_block(h2)
         return logits, (emb_cache, att_caches, ff_caches, final_cache)
+
+    def predict(self, inputs):
+        """(N,) int64 labels: 1 where the probability of label 1 is at least 0.5."""
+        logits, _ = self._logits(inputs)
+        return (logits[:, 0] >= 0).astype(np.int64)
 
     # ------------------------------------------------------------------ training
 
