@@ -142,7 +142,47 @@ def test_fused_adam_matches_the_numpy_formulas(dtype):
         strided_w, strided = optim.adam(strided_w, np.asfortranarray(dw), strided)
         assert fused_w.dtype == dtype and fused["m"].dtype == dtype
         assert not np.shares_memory(fused_w, before[0])
-    eps = np.finfo(dtype).eps
+    # Compiled without fast-math, the kernel rounds every operation as NumPy does: bit for bit.
     for got, want in ((fused_w, strided_w), (fused["m"], strided["m"]), (fused["v"], strided["v"])):
-        np.testing.assert_allclose(got, want, rtol=16 * eps, atol=16 * eps * np.abs(want).max())
+        np.testing.assert_array_equal(got, want)
     assert fused["t"] == strided["t"] == 3
+
+
+@pytest.mark.parametrize("layout", ["fused", "numpy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_counting_finds_non_finite_gradients_and_weights(layout, dtype):
+    """The solver's one-pass check: a NaN or inf anywhere in dw (scaled) or in the new weights,
+    including ones computed in the kernel's own loop (a huge learning rate), in the first and
+    the last work item of a large parameter."""
+    def run(w, dw, config, scale=1.0):
+        if layout == "numpy":
+            w, dw = np.asfortranarray(w), np.asfortranarray(dw)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return optim.adam_counting(w, dw, config, scale)[2:]
+
+    shape = (300, 700)  # 210000 elements: four work items of the kernel
+    w = np.ones(shape, dtype)
+    dw = np.full(shape, 0.5, dtype)
+    assert run(w, dw, {"learning_rate": 1e-3}) == (True, True)
+    assert run(w, dw, {"learning_rate": 1e-3}, scale=0.25) == (True, True)
+    for where in ((0, 0), (299, 699), (150, 3)):
+        for value in (np.nan, np.inf, -np.inf):
+            bad = dw.copy()
+            bad[where] = value
+            assert run(w, bad, {"learning_rate": 1e-3}) == (False, False)
+    huge = float(np.finfo(dtype).max) * 4 if dtype == np.float64 else 1e300
+    assert run(w, dw, {"learning_rate": huge}) == (True, False)
+    w_nan = w.copy()
+    w_nan[-1, -1] = np.nan
+    assert run(w_nan, dw, {"learning_rate": 1e-3}) == (True, False)
+
+
+def test_adam_counting_scales_the_gradient_as_clipping_does():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((40, 30)).astype(np.float32)
+    dw = rng.standard_normal((40, 30)).astype(np.float32)
+    scaled, _ = optim.adam(w, (dw * 0.3).astype(np.float32), {"learning_rate": 1e-2})
+    got, _, gradient_finite, weights_finite = optim.adam_counting(w, dw, {"learning_rate": 1e-2},
+                                                                  scale=0.3)
+    np.testing.assert_array_equal(got, scaled)
+    assert gradient_finite and weights_finite

@@ -146,12 +146,16 @@ def _prange_only():
                                 fusion=False))
 
 
-def jit(func=None, *, inline="never", parallel=False, nogil=True):
+def jit(func=None, *, inline="never", parallel=False, nogil=True, exact=False):
     """``numba.njit`` with fastrnn's options; ``inline='always'`` for tiny scalar helpers,
     ``parallel=True`` for the few kernels that split work over threads with ``prange``,
     ``nogil=False`` for kernels that run a few microseconds (releasing and taking back the GIL
-    costs ~60 ns a call)."""
-    options = dict(cache=CACHE, nogil=nogil, error_model="numpy", fastmath=set(FASTMATH))
+    costs ~60 ns a call), ``exact=True`` for kernels compiled without any fast-math flag: those
+    that test computed values with ``np.isfinite`` (with FASTMATH's flags, LLVM answered True
+    for a NaN or inf computed in the same loop: tests/test_optim.py checks it) and whose
+    arithmetic must round as NumPy's."""
+    options = dict(cache=CACHE, nogil=nogil, error_model="numpy",
+                   fastmath=False if exact else set(FASTMATH))
     if inline != "never":
         options["inline"] = inline
     if parallel:

@@ -78,6 +78,18 @@ def adam(w, dw, config=None):
     config: learning_rate (1e-3), beta1 (0.9), beta2 (0.999), epsilon (1e-8), m and v (zeros
     like w), t (0).  The step is ``lr * sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + eps)``.
     """
+    next_w, config, _, _ = adam_counting(w, dw, config)
+    return next_w, config
+
+
+def adam_counting(w, dw, config=None, scale=1.0):
+    """:func:`adam` on ``scale * dw``, also telling whether the gradient and the new weights are
+    finite: ``(next_w, config, gradient_finite, weights_finite)``.
+
+    The solvers use it to refuse a non-finite update without another pass over the arrays.
+    C-contiguous arrays of one float dtype take one fused kernel (threaded, no temporaries);
+    anything else NumPy's expressions.  ``scale`` is the gradient-clipping factor.
+    """
     if config is None:
         config = {}
     config.setdefault("learning_rate", 1e-3)
@@ -92,19 +104,26 @@ def adam(w, dw, config=None):
     t = int(config["t"]) + 1
     alpha = float(float(config["learning_rate"]) * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t))
     if _one_float_layout(w, dw, config["m"], config["v"]):
-        from ._kernels.optim import adam_update
+        from ._kernels.optim import CHUNK, adam_update
+        from ._workspace import call_threaded
         next_w, m, v = np.empty_like(w), np.empty_like(w), np.empty_like(w)
+        bad = np.empty((max(-(-w.size // CHUNK), 1), 2), dtype=np.int64)
         real = w.dtype.type
-        adam_update(w.reshape(-1), dw.reshape(-1), config["m"].reshape(-1),
-                    config["v"].reshape(-1), real(beta1), real(1 - beta1), real(beta2),
-                    real(1 - beta2), real(alpha), real(epsilon), next_w.reshape(-1),
-                    m.reshape(-1), v.reshape(-1))
+        call_threaded(adam_update, w.reshape(-1), dw.reshape(-1), config["m"].reshape(-1),
+                      config["v"].reshape(-1), real(scale), real(beta1), real(1 - beta1),
+                      real(beta2), real(1 - beta2), real(alpha), real(epsilon),
+                      next_w.reshape(-1), m.reshape(-1), v.reshape(-1), bad)
+        gradient_finite, weights_finite = not bad[:, 0].any(), not bad[:, 1].any()
     else:
+        if scale != 1.0:
+            dw = _as_weight_dtype(dw * scale, dw)
         m = _as_weight_dtype(beta1 * config["m"] + (1 - beta1) * dw, w)
         v = _as_weight_dtype(beta2 * config["v"] + (1 - beta2) * (dw * dw), w)
         next_w = _as_weight_dtype(w - alpha * (m / (np.sqrt(v) + epsilon)), w)
+        gradient_finite = bool(np.isfinite(dw).all())
+        weights_finite = bool(np.isfinite(next_w).all())
     config["t"], config["m"], config["v"] = t, m, v
-    return next_w, config
+    return next_w, config, gradient_finite, weights_finite
 
 
 def _one_float_layout(*arrays):

@@ -147,7 +147,7 @@ def clip_grad_norm(grads, max_norm):
     clipped : dict of new arrays (same keys and dtypes); the input is not modified
     norm : float, the global norm before clipping
     """
-    norm = float(np.sqrt(sum(np.sum(np.square(g, dtype=np.float64)) for g in grads.values())))
+    norm = _global_norm(grads)
     if norm <= max_norm:
         return dict(grads), norm
     scale = max_norm / norm
@@ -265,25 +265,49 @@ class BaseSolver:
 
     def _checked_update(self, *batch):
         loss, grads = self.model.loss(*batch)
-        first = next(iter(self.model.params))
+        params = self.model.params
         if not np.isfinite(loss):
-            raise self._non_finite(f"the loss is {float(loss)}", None, first)
+            raise self._non_finite(f"the loss is {float(loss)}", None, next(iter(params)))
+        scale = 1.0
+        if self.grad_clip is not None:
+            norm = _global_norm(grads)
+            if not math.isfinite(norm):
+                self._refuse_non_finite_gradients(grads)
+            if norm > self.grad_clip:
+                scale = self.grad_clip / norm
+        if self.update_rule is optim.adam:
+            # One pass a parameter: the update and the finiteness of gradient and new weights.
+            updates = {p: optim.adam_counting(w, grads[p], dict(self.optim_configs[p]), scale)
+                       for p, w in params.items()}
+            for p, (_, _, gradient_finite, _) in updates.items():
+                if not gradient_finite:
+                    raise self._non_finite(f"the gradient of {p!r} is not finite", p, p)
+            for p, (next_w, config, _, weights_finite) in updates.items():
+                if not weights_finite:
+                    raise self._non_finite(f"parameter {p!r} is not finite after the update",
+                                           p, p, config)
+            next_params = {p: update[0] for p, update in updates.items()}
+            next_configs = {p: update[1] for p, update in updates.items()}
+        else:
+            self._refuse_non_finite_gradients(grads)
+            if scale != 1.0:
+                grads = {k: (g * scale).astype(g.dtype, copy=False) for k, g in grads.items()}
+            next_params, next_configs = {}, {}
+            for p, w in params.items():
+                # A copy of the config: the rules update theirs in place (setdefault, new arrays).
+                next_w, next_configs[p] = self.update_rule(w, grads[p], dict(self.optim_configs[p]))
+                if not np.isfinite(next_w).all():
+                    raise self._non_finite(f"parameter {p!r} is not finite after the update",
+                                           p, p, next_configs[p])
+                next_params[p] = next_w
+        self.loss_history.append(float(loss))
+        params.update(next_params)
+        self.optim_configs = next_configs
+
+    def _refuse_non_finite_gradients(self, grads):
         for name, grad in grads.items():
             if not np.isfinite(grad).all():
                 raise self._non_finite(f"the gradient of {name!r} is not finite", name, name)
-        if self.grad_clip is not None:
-            grads, _ = clip_grad_norm(grads, self.grad_clip)
-        next_params, next_configs = {}, {}
-        for p, w in self.model.params.items():
-            # A copy of the config: the rules update theirs in place (setdefault, new arrays).
-            next_w, next_configs[p] = self.update_rule(w, grads[p], dict(self.optim_configs[p]))
-            if not np.isfinite(next_w).all():
-                raise self._non_finite(f"parameter {p!r} is not finite after the update", p, p,
-                                       next_configs[p])
-            next_params[p] = next_w
-        self.loss_history.append(float(loss))
-        self.model.params.update(next_params)
-        self.optim_configs = next_configs
 
     def _non_finite(self, what, name, config_name, config=None):
         config = self.optim_configs[config_name] if config is None else config
@@ -466,6 +490,11 @@ class BaseSolver:
             bit_generator.state = checkpoint["rng_state"]
             self.rng = np.random.Generator(bit_generator)
         self.last_checkpoint = (path, self.epoch, self.iteration)
+
+def _global_norm(grads):
+    """The L2 norm of all gradients together, accumulated in float64."""
+    return float(np.sqrt(sum(np.sum(np.square(g, dtype=np.float64)) for g in grads.values())))
+
 
 def _progress_bar_class():
     """tqdm's notebook-aware bar (a widget in Jupyter, text elsewhere).
