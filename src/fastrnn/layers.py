@@ -50,7 +50,7 @@ def affine_forward(x, w, b):
 def affine_backward(dout, cache):
     """dout (N, M) -> dx (N, d1, ..., dk), dw (D, M), db (M,)."""
     check_cache(cache, AffineCache, "affine_backward")
-    x, w = (numeric_array(f"cache.{name}", a) for name, a in zip(cache._fields, cache))
+    x, w = numeric_array("cache.x", cache.x), numeric_array("cache.w", cache.w)
     if x.ndim < 1 or w.ndim != 2 or int(np.prod(x.shape[1:])) != w.shape[0]:
         raise ValueError(f"affine_backward: the cache's x {x.shape} and w {w.shape} do not fit "
                          f"(N, d1, ..., dk) and (D, M) (changed after the forward?)")
