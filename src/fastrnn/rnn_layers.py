@@ -30,7 +30,7 @@ __all__ = [
 
 # The backward functions read these caches by field name.  The forwards build them by position
 # (locals named like the fields): a keyword call is slower, and a tiny step is all wrapper
-# overhead.
+# overhead (docs/performance.md, M23).
 class RNNCache(NamedTuple):
     """Cache of :func:`rnn_forward`."""
     x: np.ndarray   # (N, T, D) input
@@ -104,8 +104,8 @@ def _run(kernel, small_kernel, x, Wh, *arrays):
 @functools.lru_cache(maxsize=1024)
 def _zeros(shape, dtype):
     """Zeros for the kernels' c0 / dc_T arguments, which they only read: one private array per
-    shape and dtype instead of a new one per call (np.zeros_like costs ~1 us, a tiny LSTM call
-    ~12 us)."""
+    shape and dtype instead of a new one per call (np.zeros_like is a measurable share of a tiny
+    LSTM call: docs/performance.md, M22)."""
     return np.zeros(shape, dtype=dtype)
 
 
