@@ -30,16 +30,28 @@ PARAMS = "params"           # Case.grads of a model: every array of model.params
 
 
 class Case(NamedTuple):
-    """One gradient check: a row of the table."""
-    name: str                   # the table's function column
-    api: str                    # the layer API the forward runs on: "captioning" or "transformer"
-    inputs: Callable            # inputs(rng, layers) -> {argument: value}, in argument order
-    forward: Union[str, Callable]  # the API function's name, or forward(layers, *values)
-    backward: Optional[str] = None  # the API's backward; None: forward returns (loss, grads)
-    grads: Union[Tuple[str, ...], str, None] = None  # what the backward returns, in order
-    #                             (default: every input), or PARAMS for a model
-    skip: Tuple[str, ...] = ()  # gradients not checked
-    keywords: Tuple[str, ...] = ()  # inputs passed by keyword (the rest by position)
+    """One gradient check: a row of the table.
+
+    name : the table's function column
+    api : the layer API the case runs on, "captioning" (:mod:`fastrnn.rnn_layers`) or
+        "transformer" (:mod:`fastrnn.transformer_layers`)
+    inputs : ``inputs(rng, layers) -> {argument: value}``, in the forward's argument order
+    forward : the API function's name, or a callable ``forward(layers, *values)``
+    backward : the API's backward function's name; None when the forward returns
+        ``(loss, gradients)``
+    grads : the arguments whose gradients the backward (or loss) returns, in its order (default:
+        every input), or PARAMS for a model
+    skip : gradients left out of the table
+    keywords : inputs passed by keyword (the rest go by position)
+    """
+    name: str
+    api: str
+    inputs: Callable
+    forward: Union[str, Callable]
+    backward: Optional[str] = None
+    grads: Union[Tuple[str, ...], str, None] = None
+    skip: Tuple[str, ...] = ()
+    keywords: Tuple[str, ...] = ()
 
 
 def _normal(rng, **shapes):
