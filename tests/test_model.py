@@ -10,7 +10,7 @@ from _captioning_helpers import global_random_state  # noqa: F401 (a fixture)
 from _captioning_helpers import TINY_VOCAB, random_captions
 from fastrnn.captioning_solver import CaptioningSolver
 from fastrnn.classifiers.rnn import CaptioningRNN
-from fastrnn.cli import model_gradcheck_rows
+from fastrnn.gradcheck_cases import model_gradcheck_rows
 from fastrnn.coco_utils import decode_captions, load_coco_data
 from fastrnn.datasets import write_builtin_coco
 from fastrnn.gradient_check import rel_error

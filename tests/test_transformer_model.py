@@ -254,7 +254,7 @@ def test_gradcheck_rows_catch_a_wrong_gradient():
     import types
 
     import fastrnn.transformer_layers as layers
-    from fastrnn.cli import transformer_gradcheck_rows
+    from fastrnn.gradcheck_cases import transformer_gradcheck_rows
 
     rows = transformer_gradcheck_rows(seed=1)
     assert len(rows) > 30 and all(error < 1e-6 for _, _, error in rows)

@@ -5,7 +5,8 @@ own flags.  Environment switches are read here, once, when a kernel module is fi
 (importing :mod:`fastrnn` itself imports no kernel and compiles nothing).
 
 * ``error_model='numpy'``: Numba's default ('python') puts a zero-division check in front of
-  every float division, which stops LLVM from vectorising the loop (measured 14x slower).
+  every float division, which stops LLVM from vectorising the loop (docs/performance.md,
+  fact 3).
 * ``fastmath`` is a *subset*: reassociation and FMA contraction let reductions and polynomials
   vectorise, but the no-NaN / no-inf flags are left off because the stable sigmoid, the
   log-softmax and NaN propagation rely on IEEE inf/NaN semantics.
@@ -14,15 +15,15 @@ own flags.  Environment switches are read here, once, when a kernel module is fi
   ``FASTRNN_NO_CACHE=1`` turns the on-disk cache off.
 * ``nogil=True``: kernels share no state (every call allocates its own outputs), so several
   Python threads may run them at once.  The tiny-layer kernels keep the GIL: they run for
-  microseconds, and releasing it costs ~60 ns a call.
+  microseconds, and releasing it is a measurable share of that (docs/performance.md, M1).
 * Bounds checking follows Numba's own ``NUMBA_BOUNDSCHECK`` switch (CI runs one pass with it).
 
 The large matrix products are fastrnn's own (:mod:`fastrnn._kernels.packed`); kernels that run
 them are compiled with ``jit(parallel=True)``, which enables ``prange`` and nothing else (no array
 expression becomes a parallel loop).  Products too small for it call NumPy's own OpenBLAS
-(``scipy_cblas_?gemm64_`` in the ``numpy.libs`` of a NumPy wheel) when it is there: measured
-1.15-1.4x faster (CPU time, one thread) than the older OpenBLAS that SciPy ships and ``np.dot``
-inside ``@njit`` uses.  :data:`NUMPY_CBLAS` says whether it was found; otherwise the kernels use
+(``scipy_cblas_?gemm64_`` in the ``numpy.libs`` of a NumPy wheel) when it is there: faster
+than the older OpenBLAS that SciPy ships and ``np.dot`` inside ``@njit`` uses
+(docs/performance.md, M2).  :data:`NUMPY_CBLAS` says whether it was found; otherwise the kernels use
 ``np.dot`` (SciPy's BLAS).  ``FASTRNN_BLAS=scipy`` forces the latter.
 
 Numba's cache checks only the source file of the function it caches, not the helpers it
@@ -45,7 +46,7 @@ CACHE = os.environ.get("FASTRNN_NO_CACHE", "0").lower() in ("", "0", "false", "n
 # ``@overload``s (typed constants per dtype) compiled with these options and inlined by LLVM
 # into the kernels; ``forceinline`` (LLVM's alwaysinline) because the accurate tanh and
 # sigmoid are bigger than LLVM's inlining threshold, and a loop that calls a function does not
-# vectorise (measured 24 ns an element instead of 0.4).
+# vectorise (docs/performance.md, M3).
 EXACT_OPTIONS = dict(fastmath={"contract", "nsz", "arcp"}, error_model="numpy", forceinline=True)
 
 
@@ -139,7 +140,8 @@ def _prange_only():
     the first signature a kernel compiled in a process got these options, and every later one
     (float64 after float32, say) was compiled with all of them on.  Its ``np.ones`` and slice
     copies then became parallel loops, started on every call: a tiny LSTM forward + backward
-    took 51-100 us instead of 17, depending on which dtype a process compiled first."""
+    took several times as long, depending on which dtype a process compiled first
+    (docs/performance.md, M4)."""
     from numba.core.cpu_options import ParallelOptions
     return ParallelOptions(dict(prange=True, comprehension=False, reduction=False,
                                 inplace_binop=False, setitem=False, numpy=False, stencil=False,
@@ -150,10 +152,10 @@ def jit(func=None, *, inline="never", parallel=False, nogil=True, exact=False):
     """``numba.njit`` with fastrnn's options; ``inline='always'`` for tiny scalar helpers,
     ``parallel=True`` for the few kernels that split work over threads with ``prange``,
     ``nogil=False`` for kernels that run a few microseconds (releasing and taking back the GIL
-    costs ~60 ns a call), ``exact=True`` for kernels compiled without any fast-math flag: those
-    that test computed values with ``np.isfinite`` (with FASTMATH's flags, LLVM answered True
-    for a NaN or inf computed in the same loop: tests/test_optim.py checks it) and whose
-    arithmetic must round as NumPy's."""
+    is a measurable share of that: docs/performance.md, M1), ``exact=True`` for kernels
+    compiled without any fast-math flag: those that test computed values with ``np.isfinite``
+    (with FASTMATH's flags, LLVM answered True for a NaN or inf computed in the same loop:
+    tests/test_optim.py checks it) and whose arithmetic must round as NumPy's."""
     options = dict(cache=CACHE, nogil=nogil, error_model="numpy",
                    fastmath=False if exact else set(FASTMATH))
     if inline != "never":

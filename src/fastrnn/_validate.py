@@ -27,10 +27,10 @@ def float_dtype(*arrays):
 
 def usable_as_is(arrays):
     """True when every array can go to a kernel unchanged: ndarrays of one float dtype,
-    C-contiguous and writeable.  The common case, checked in ~0.6 us where the full coercion
-    takes ~4 us: tiny problems are all wrapper overhead.  (Comparing dtypes by identity first
-    saves ~40 ns an array: NumPy's are singletons, but arrays that Numba returns carry equal
-    copies.)"""
+    C-contiguous and writeable.  The common case, checked in a fraction of the full coercion's
+    time: tiny problems are all wrapper overhead.  (Dtypes are compared by identity first:
+    NumPy's are singletons, but arrays that Numba returns carry equal copies.  Figures:
+    docs/performance.md, M5.)"""
     first = arrays[0]
     if type(first) is not _NDARRAY:
         return False

@@ -2,28 +2,27 @@
 the threads of the parallel kernels wait.
 
 A fresh multi-MB temporary on every call costs its page faults when the allocator hands the
-memory back to the system in between (measured ~6 ms of a 21 ms float64 LSTM forward at N=25,
-H=512, and 5 ms of the 36 ms backward).  Two measures:
+memory back to the system in between (a large share of a float64 LSTM forward at N=25, H=512:
+docs/performance.md, M6).  Two measures:
 
 * :func:`scratch_buffer`: each thread keeps one buffer per dtype for the kernels' temporaries
   (packed weights, gate gradients), grown to the largest layer it has run (14.5 MiB for an
   N=25, T=16, H=512 float64 LSTM) and never shrunk; threads never share one, so concurrent calls
   stay independent.
-* :func:`keep_freed_memory`: the outputs and caches are new arrays on every call (the caller
-  keeps them), so they cannot come from a scratch buffer.  glibc returns the top of its heap to
-  the system once more than ``M_TRIM_THRESHOLD`` bytes are free there (64 MiB at most, as glibc
-  adapts it), and a layer that frees more than that per call (an N=100, H=1024 LSTM frees about
-  75 MiB) pays for every page again on the next call: measured 16,600 page faults and 57 ms of a
-  372 ms forward + backward.  On the first kernel call fastrnn sets glibc's thresholds to
-  ``M_MMAP_THRESHOLD`` = 32 MiB (the largest glibc accepts, and where its own adaptive threshold
-  ends up) and ``M_TRIM_THRESHOLD`` = 256 MiB: freed memory up to 256 MiB stays in the process
-  for the next call.  ``FASTRNN_MALLOC=system`` leaves malloc as it is; nothing happens on a C
-  library other than glibc.
+* :func:`keep_freed_memory`: the outputs and caches are new arrays on every call (the caller keeps
+  them), so they cannot come from a scratch buffer.  glibc returns the top of its heap to the
+  system once more than ``M_TRIM_THRESHOLD`` bytes are free there (64 MiB at most, as glibc adapts
+  it), and a layer that frees more than that per call (an N=100, H=1024 LSTM frees about 75 MiB)
+  pays for every page again on the next call (docs/performance.md, M7).  On the first kernel call
+  fastrnn sets glibc's thresholds to ``M_MMAP_THRESHOLD`` = 32 MiB (the largest glibc accepts, and
+  where its own adaptive threshold ends up) and ``M_TRIM_THRESHOLD`` = 256 MiB: freed memory up to
+  256 MiB stays in the process for the next call.  ``FASTRNN_MALLOC=system`` leaves malloc as it
+  is; nothing happens on a C library other than glibc.
 * :func:`call_threaded`: Numba's OpenMP threads (the ``omp`` layer) spin at the barriers that
   end each parallel region, and a recurrent layer runs a few regions per time step.  When
-  another process holds a core, the thread that spins waits for one that is descheduled: an
-  LSTM 25/16/256/512 float32 forward + backward took 14 ms alone, 565 ms with a second fastrnn
-  process running and 34-45 ms next to one or two busy loops, where one thread takes 27-42 ms.
+  another process holds a core, the thread that spins waits for one that is descheduled: a
+  second fastrnn process makes an LSTM forward + backward many times slower, and next to one or
+  two busy loops all threads are slower than one (docs/performance.md, fact 14 and M8).
   So each threaded kernel runs on as many threads as there are cores that no other runnable
   task holds (at least one, at most ``numba.get_num_threads()``), counted from
   ``/proc/loadavg`` less this process's own runnable threads, at most every 0.1 s.  The thread

@@ -2,8 +2,8 @@
 
 The products run on the packed kernel (:mod:`fastrnn._kernels.affine`), on the same thread pool as
 the recurrent layers: NumPy's ``@`` would use OpenBLAS's threads, which keep spinning after a call
-and then compete with that pool for the cores (measured: an LSTM forward right after a NumPy
-affine layer ran 3-5x slower than alone).
+and then compete with that pool for the cores (an LSTM forward right after a NumPy affine layer
+ran several times slower than alone: docs/performance.md, M9).
 """
 from typing import NamedTuple
 
@@ -50,7 +50,7 @@ def affine_forward(x, w, b):
 def affine_backward(dout, cache):
     """dout (N, M) -> dx (N, d1, ..., dk), dw (D, M), db (M,)."""
     check_cache(cache, AffineCache, "affine_backward")
-    x, w = (numeric_array(f"cache.{name}", a) for name, a in zip(cache._fields, cache))
+    x, w = numeric_array("cache.x", cache.x), numeric_array("cache.w", cache.w)
     if x.ndim < 1 or w.ndim != 2 or int(np.prod(x.shape[1:])) != w.shape[0]:
         raise ValueError(f"affine_backward: the cache's x {x.shape} and w {w.shape} do not fit "
                          f"(N, d1, ..., dk) and (D, M) (changed after the forward?)")
@@ -64,7 +64,8 @@ def affine_backward(dout, cache):
 
 def _kernel_scratch(x, w):
     """Scratch for the packed kernel on x (M, D) @ w (D, P), or None when the product is too small
-    to gain from it: NumPy's ``@`` then costs ~2 us against the kernel call's ~5 us."""
+    to gain from it: NumPy's ``@`` then costs less than the kernel's call (docs/performance.md,
+    M10)."""
     (M, D), P = x.shape, w.shape[1]
     if not affine.worth_a_kernel(M, D, P):
         return None

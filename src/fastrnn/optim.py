@@ -15,7 +15,7 @@ never lift a float32 update to float64.
 
 ``adam`` runs as one Numba kernel pass over the weights when ``w``, ``dw``, ``m`` and ``v`` are
 C-contiguous arrays of one float dtype (NumPy's version makes about ten passes, each with a
-temporary: measured a sixth of a captioning training step); otherwise as NumPy expressions.
+temporary: docs/performance.md, M25); otherwise as NumPy expressions.
 Both compute in the weights' dtype with the same formulas.
 """
 import numpy as np

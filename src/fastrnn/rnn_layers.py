@@ -28,6 +28,9 @@ __all__ = [
 ]
 
 
+# The backward functions read these caches by field name.  The forwards build them by position
+# (locals named like the fields): a keyword call is slower, and a tiny step is all wrapper
+# overhead (docs/performance.md, M23).
 class RNNCache(NamedTuple):
     """Cache of :func:`rnn_forward`."""
     x: np.ndarray   # (N, T, D) input
@@ -101,8 +104,8 @@ def _run(kernel, small_kernel, x, Wh, *arrays):
 @functools.lru_cache(maxsize=1024)
 def _zeros(shape, dtype):
     """Zeros for the kernels' c0 / dc_T arguments, which they only read: one private array per
-    shape and dtype instead of a new one per call (np.zeros_like costs ~1 us, a tiny LSTM call
-    ~12 us)."""
+    shape and dtype instead of a new one per call (np.zeros_like is a measurable share of a tiny
+    LSTM call: docs/performance.md, M22)."""
     return np.zeros(shape, dtype=dtype)
 
 
@@ -170,7 +173,9 @@ def _step_inputs(x, prev_h, Wx, Wh, b, gates, prev_c=None):
             G = gates * h_shape[1]
             if Wx.shape == (x_shape[1], G) and Wh.shape == (h_shape[1], G) and \
                     b.shape == (G,) and (prev_c is None or prev_c.shape == h_shape):
-                return (x[:, None, :], *arrays[1:]), h_shape[:1]
+                if prev_c is None:
+                    return (x[:, None, :], prev_h, Wx, Wh, b), h_shape[:1]
+                return (x[:, None, :], prev_h, Wx, Wh, b, prev_c), h_shape[:1]
     x = numeric_array("x", x)
     if x.ndim not in (1, 2):
         raise ValueError(f"x must have shape (N, D) or (D,), got {x.shape}")
@@ -219,65 +224,71 @@ def _step_upstream(name, grad, cache):
 
 
 def _coerced(grads, cache, fields):
-    """The upstream ``grads`` and the cache's ``fields`` in one C-contiguous float dtype."""
-    cached = [numeric_array(f"cache.{name}", getattr(cache, name)) for name in fields]
-    dtype = float_dtype(*grads, *cached)
-    return tuple(as_float(a, dtype) for a in (*grads, *cached))
+    """The upstream ``grads`` (a list) and the cache's ``fields`` (a dict: by name), all in one
+    C-contiguous float dtype."""
+    cached = {name: numeric_array(f"cache.{name}", getattr(cache, name)) for name in fields}
+    dtype = float_dtype(*grads, *cached.values())
+    return ([as_float(grad, dtype) for grad in grads],
+            {name: as_float(array, dtype) for name, array in cached.items()})
 
 
-def _misfit(function, cache, fields, patterns):
+def _misfit(function, cache, shapes):
     """The ValueError for cached arrays that no longer fit together: the first whose shape
-    differs from what hs (S, N, H), x (N, T, D) and Wh (H, G) ask for."""
-    shapes = [np.shape(getattr(cache, name)) for name in fields]
+    differs from what hs (S, N, H), x (N, T, D) and Wh (H, G) ask for.  ``shapes`` maps each
+    cached field to its axes, e.g. ``{"hs": "SNH", "x": "NTD"}``."""
+    actual = {name: np.shape(getattr(cache, name)) for name in shapes}
     sizes = {}
-    for shape, pattern in zip(shapes, patterns):
-        if len(shape) == len(pattern):
-            for letter, size in zip(pattern, shape):
+    for name, pattern in shapes.items():
+        if len(actual[name]) == len(pattern):
+            for letter, size in zip(pattern, actual[name]):
                 sizes.setdefault(letter, size)
     if "S" in sizes:
         sizes["T"] = sizes["S"] - 1
-    for name, shape, pattern in zip(fields, shapes, patterns):
+    for name, pattern in shapes.items():
         want = tuple(sizes.get(letter) for letter in pattern)
-        if shape != want:
+        if actual[name] != want:
             return ValueError(
-                f"{function}: the cache's {name} has shape {shape}, but the other cached arrays "
-                f"need {want} (was an array of the cache reshaped or replaced after the forward?)")
+                f"{function}: the cache's {name} has shape {actual[name]}, but the other cached "
+                f"arrays need {want} (was an array of the cache reshaped or replaced after the "
+                f"forward?)")
     return ValueError(f"{function}: the cached arrays do not fit together")
 
 
 # The caches keep the caller's own arrays and are plain NamedTuples, so a weight reshaped in
 # place after the forward, or a cache rebuilt with ``_replace``, must raise before a kernel
-# that trusts the shapes runs: one tuple comparison (tiny calls are all overhead).
-_RNN_FIELDS = ("hs", "x", "Wx", "Wh")
-_LSTM_FIELDS = ("hs", "x", "cs", "gates", "Wx", "Wh")
+# that trusts the shapes runs: one tuple comparison (tiny calls are all overhead).  The arrays
+# are read from the cache by name; the kernels' argument order is their own.
+_RNN_SHAPES = {"hs": "SNH", "x": "NTD", "Wx": "DH", "Wh": "HH"}
+_LSTM_SHAPES = {"hs": "SNH", "x": "NTD", "cs": "SNH", "gates": "TNG", "Wx": "DG", "Wh": "HG"}
 
 
 def _rnn_backward(function, dh, cache):
     """dx, dh0, dWx, dWh, db from the RNN backward kernel for upstream dh (N, T, H)."""
-    arrays = (dh, cache.hs, cache.x, cache.Wx, cache.Wh)
-    if not usable_as_is(arrays):
-        arrays = _coerced((dh,), cache, _RNN_FIELDS)
-    dh, hs, x, Wx, Wh = arrays
+    hs, x, Wx, Wh = cache.hs, cache.x, cache.Wx, cache.Wh
+    if not usable_as_is((dh, hs, x, Wx, Wh)):
+        (dh,), coerced = _coerced((dh,), cache, _RNN_SHAPES)
+        hs, x, Wx, Wh = coerced["hs"], coerced["x"], coerced["Wx"], coerced["Wh"]
     shape = hs.shape
     if len(shape) != 3 or len(x.shape) != 3 or \
             (x.shape, Wx.shape, Wh.shape) != ((shape[1], shape[0] - 1, x.shape[2]),
                                               (x.shape[2], shape[2]), (shape[2], shape[2])):
-        raise _misfit(function, cache, _RNN_FIELDS, ("SNH", "NTD", "DH", "HH"))
+        raise _misfit(function, cache, _RNN_SHAPES)
     return _run(recurrent.rnn_backward, recurrent.rnn_backward_small, x, Wh, dh, x, hs, Wx, Wh)
 
 
 def _lstm_backward(function, dh, dc_last, cache):
     """dx, dh0, dc0, dWx, dWh, db from the LSTM backward kernel."""
-    arrays = (dh, dc_last, cache.hs, cache.x, cache.cs, cache.gates, cache.Wx, cache.Wh)
-    if not usable_as_is(arrays):
-        arrays = _coerced((dh, dc_last), cache, _LSTM_FIELDS)
-    dh, dc_last, hs, x, cs, gates, Wx, Wh = arrays
+    hs, x, cs, gates, Wx, Wh = cache.hs, cache.x, cache.cs, cache.gates, cache.Wx, cache.Wh
+    if not usable_as_is((dh, dc_last, hs, x, cs, gates, Wx, Wh)):
+        (dh, dc_last), coerced = _coerced((dh, dc_last), cache, _LSTM_SHAPES)
+        hs, x, cs, gates, Wx, Wh = (coerced["hs"], coerced["x"], coerced["cs"],
+                                    coerced["gates"], coerced["Wx"], coerced["Wh"])
     shape = hs.shape
     if len(shape) != 3 or len(x.shape) != 3 or \
             (x.shape, cs.shape, gates.shape, Wx.shape, Wh.shape) != (
                 (shape[1], shape[0] - 1, x.shape[2]), shape, (shape[0] - 1, shape[1], 4 * shape[2]),
                 (x.shape[2], 4 * shape[2]), (shape[2], 4 * shape[2])):
-        raise _misfit(function, cache, _LSTM_FIELDS, ("SNH", "NTD", "SNH", "TNG", "DG", "HG"))
+        raise _misfit(function, cache, _LSTM_SHAPES)
     return _run(recurrent.lstm_backward, recurrent.lstm_backward_small, x, Wh,
                 dh, dc_last, x, hs, cs, gates, Wx, Wh)
 
@@ -495,7 +506,7 @@ def temporal_affine_forward(x, w, b):
 def temporal_affine_backward(dout, cache):
     """dout (N, T, M) -> dx (N, T, D), dw (D, M), db (M,)."""
     check_cache(cache, TemporalAffineCache, "temporal_affine_backward")
-    x, w = (numeric_array(f"cache.{name}", a) for name, a in zip(cache._fields, cache))
+    x, w = numeric_array("cache.x", cache.x), numeric_array("cache.w", cache.w)
     if x.ndim != 3 or w.ndim != 2 or w.shape[0] != x.shape[2]:
         raise ValueError(f"temporal_affine_backward: the cache's x {x.shape} and w {w.shape} "
                          f"do not fit (N, T, D) and (D, M) (changed after the forward?)")

@@ -216,8 +216,9 @@ def _query_attention_forward(x, Wq, bq, Wk, Wv, bv, num_heads, valid, Tq):
                                   bv[cols], False).reshape(N, Tq, dv)
     has_key = valid.any(axis=1)
     out[~has_key] = 0   # as the full path: no valid key, no output (not the bias bv)
-    return out, QueryAttentionCache(x, x_q, q, qt, ebar, probs, has_key, Wq, Wk, Wv, num_heads,
-                                    dk, dv, scale)
+    return out, QueryAttentionCache(x=x, x_q=x_q, q=q, qt=qt, ebar=ebar, probs=probs,
+                                    has_key=has_key, Wq=Wq, Wk=Wk, Wv=Wv, num_heads=num_heads,
+                                    dk=dk, dv=dv, scale=scale)
 
 
 def _query_attention_backward(dout, c):
@@ -326,7 +327,8 @@ def multi_head_attention_forward(x, Wq, bq, Wk, bk, Wv, bv, num_heads, key_mask=
     call_threaded(kernels.attention_forward, q=qkv, q_off=0, k=qkv, k_off=hdk, v=qkv,
                   v_off=2 * hdk, key_valid=valid, num_heads=num_heads, dk=dk, dv=dv, scale=scale,
                   out=out, probs=probs)
-    return out, AttentionCache(x, qkv, probs, w_qkv, num_heads, dk, dv, scale)
+    return out, AttentionCache(x=x, qkv=qkv, probs=probs, w_qkv=w_qkv, num_heads=num_heads,
+                               dk=dk, dv=dv, scale=scale)
 
 
 def multi_head_attention_backward(dout, cache):
@@ -402,7 +404,7 @@ def layernorm_forward(x, gamma, beta, ln_param=None, residual=None):
     rstd = np.empty(R, dtype=np.float64)
     call_threaded(kernels.layernorm_forward, x=x2, residual=res2, add=residual is not None,
                   gamma=gamma, beta=beta, eps=eps, out=out, xhat=xhat, rstd=rstd)
-    return out.reshape(x.shape), LayerNormCache(xhat, rstd, gamma, x.shape)
+    return out.reshape(x.shape), LayerNormCache(xhat=xhat, rstd=rstd, gamma=gamma, shape=x.shape)
 
 
 def layernorm_backward(dout, cache):

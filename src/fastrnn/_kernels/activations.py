@@ -1,11 +1,11 @@
 """Branch-free, vectorisable exp / expm1 / tanh / sigmoid for use inside kernel loops, rounding
 like NumPy's.
 
-Inside an ``@njit`` loop ``np.exp`` and ``np.tanh`` are scalar libm calls (~15 ns per element):
-Numba has no vector math library.  These helpers use only arithmetic, FMA, integer bit
-operations and selects, so LLVM vectorises the loops that call them (checked with
-``inspect_asm``).  One algorithm for float32 and float64, constants per dtype; each dtype computes
-in its own precision (float32 data: 16 lanes per AVX-512 register).
+Inside an ``@njit`` loop ``np.exp`` and ``np.tanh`` are scalar libm calls: Numba has no vector math
+library (docs/performance.md, facts 1 and 2).  These helpers use only arithmetic, FMA, integer bit
+operations and selects, so LLVM vectorises the loops that call them (checked with ``inspect_asm``).
+One algorithm for float32 and float64, constants per dtype; each dtype computes in its own precision
+(float32 data: 16 lanes per AVX-512 register).
 
 Accuracy: a numeric gradient check divides the forward's last-bit noise by 2h = 2e-5, so these
 functions round about once, like NumPy's.  Measured against long double on dense grids over
@@ -29,8 +29,8 @@ and float64 alike (NumPy's float64 tanh: 0.23 / 1.18).  It takes three things:
   bits, then to a subnormal's fewer: up to 0.78 ulp there).  +-inf give the exact limits, NaN
   propagates.
 
-Cost: about twice the arithmetic of versions that round at every step (1-3 ulp; per element:
-exp 1.4-1.6x, sigmoid 1.6-1.8x, tanh 1.7-1.9x; see the README).
+Cost: about twice the arithmetic of versions that round at every step (1-3 ulp; the measured
+cost per element is in docs/performance.md, M24).
 
 These helpers are compiled with their own, stricter fastmath flags (no reassociation, which would
 fold the error-free sums away), forced inline (LLVM's alwaysinline) into the kernels that call

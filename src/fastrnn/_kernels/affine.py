@@ -1,9 +1,9 @@
 """The (temporal) affine layer's products, on the packed kernel of :mod:`.packed`.
 
 NumPy's ``x @ w`` would run them on OpenBLAS's own threads; next to the recurrent kernels, whose
-products run on Numba's thread pool, two pools of spinning threads then share two cores
-(measured: a captioning training step 1.5x slower than the sum of its layers).  Here every large
-product of a training step runs on the one pool.
+products run on Numba's thread pool, two pools of spinning threads then share two cores (a
+captioning training step slower than the sum of its layers: docs/performance.md, M9).  Here every
+large product of a training step runs on the one pool.
 """
 from .._jit import jit
 from .linalg import column_sum
@@ -13,7 +13,7 @@ from .packed import scratch_size as panels_size
 
 def worth_a_kernel(M, D, P):
     """False for products too small for the packed kernel: NumPy's ``@`` (single-threaded
-    OpenBLAS at that size) then costs ~2 us where the kernel call costs ~5 us."""
+    OpenBLAS at that size) then costs less than the kernel's call (docs/performance.md, M10)."""
     return M * D * P >= PACKED_MIN
 
 

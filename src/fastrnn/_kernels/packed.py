@@ -1,8 +1,8 @@
 """A small-batch matrix product with pre-packed weights, for the per-step recurrent product.
 
 OpenBLAS re-packs the whole weight matrix on every call; at the recurrent step's batch sizes
-(M = N = 25..100 rows) that packing and its thin micro-tiles cost about half its speed (measured
-56 of ~106 GFLOP/s on one core at M=25, K=512, P=2048 float32).  Here the weights are packed
+(M = N = 25..100 rows) that packing and its thin micro-tiles cost about half its speed
+(docs/performance.md, M11).  Here the weights are packed
 once per sequence call into column panels ``Bp[p, k, :] = B[k, p*NR:(p+1)*NR]`` (zero-padded),
 and a register-blocked micro-kernel keeps an MR x NR tile of C in vector registers while it
 streams one panel (the BLIS / oneDNN structure).  The micro-kernel is written as LLVM IR with
@@ -13,7 +13,8 @@ Summation: each output accumulates at most KC products in one register, then the
 are added to the tile, so a long dot product (K = 4H in backward) is summed in blocks; the
 rounding error grows like KC + K/KC instead of K.  KC is 64 in float32: at 256 three of the
 eight float32 benchmark rows came out 1.02-1.11x less accurate than the classic code's OpenBLAS
-(max error against float64); at 64 all are 0.43-0.64x of it, for 1-6% of speed.  float64 keeps
+(max error against float64); at 64 all are 0.43-0.64x of it, for a few per cent of speed
+(docs/performance.md, M12).  float64 keeps
 KC = 256 (its error is ~1e-15 either way).
 
 Panels are independent, so they are spread over the Numba threads (``prange``); when there are
@@ -46,8 +47,7 @@ _VECTORS = 4 if VECTOR_BYTES >= 64 else 2  # accumulator vectors per row: MR*_VE
 TASKS_MIN = 8  # (panel, rows) tasks a product is split into at least, where its rows allow
 
 # Below this many multiply-adds per product, OpenBLAS (or the plain loop) wins: the tile set-up
-# and the thread launch cost more than the better blocking saves (measured: 64k loses,
-# 410k gains 1.1-2.3x on two threads).
+# and the thread launch cost more than the better blocking saves (docs/performance.md, M13).
 PACKED_MIN = 1 << 18
 
 
@@ -155,8 +155,8 @@ def _pack_into(b, out):
 @jit(inline="always")
 def pack_panels(b, width, scratch):
     """(K, P) -> (ceil(P / width), K, width) column panels, zero-padded, in ``scratch`` when it is
-    large enough (a reused buffer spares the page faults of a fresh multi-MB allocation: measured
-    ~6 ms per float64 LSTM forward at H=512), else in a new array."""
+    large enough (a reused buffer spares the page faults of a fresh multi-MB allocation:
+    docs/performance.md, M6), else in a new array."""
     K, P = b.shape
     panels = (P + width - 1) // width
     size = panels * K * width
@@ -209,7 +209,7 @@ def packed_gemm(a, panels, out, accumulate):
             i0 = block * MR
             rows = min(MR, M - i0)
             # kc products at a time summed in registers, then added to the tile (the first
-            # block sets it: a short K is one pass, measured 46 -> 28 us at M=160, K=30, P=160).
+            # block sets it: a short K is one pass; docs/performance.md, M14).
             for k0 in range(0, max(K, 1), kc):
                 _micro_tile(flat_a, i0 * a_rows + k0 * a_cols, a_rows, a_cols, rows, flat_b,
                             (p * K + k0) * width, width, min(kc, K - k0), tile, k0 > 0)

@@ -1,6 +1,6 @@
 """Vanilla RNN and LSTM kernels: whole sequences, forward and backward.
 
-Layout (the structure oneDNN / cuDNN use, see shared PERFORMANCE.md):
+Layout (the structure oneDNN / cuDNN use, see docs/performance.md):
 
 * The input projection x @ Wx for all T steps is ONE product with M = N*T, before the loop.
 * Per step only h_{t-1} @ Wh, accumulated into that time-major projection (the packed product of
@@ -27,7 +27,7 @@ All arrays are C-contiguous and share one float dtype; no validation happens her
 is a 1-D buffer of that dtype, reused from call to call by the caller, for the packed weight
 panels (:mod:`.packed`) and, in backward, the gate gradients dA in front of them: see
 :func:`scratch_size`.  Any size works (a short one means fresh allocations, which cost their page
-faults: measured 5 ms of a 36 ms float64 LSTM backward at N=25, H=512).
+faults: docs/performance.md, M6).
 """
 import numpy as np
 from numba import prange
@@ -39,7 +39,8 @@ from .packed import dot, pack_for_product, product
 from .packed import scratch_size as scratch_panels_size
 
 # Per-step gate math over at least this many gate values runs its rows on Numba's threads
-# (a parallel loop costs ~1.2 us to start; a gate value ~1 ns in float64).
+# (starting a parallel loop costs as much as many gate values: docs/performance.md, fact 12
+# and M15).
 PARALLEL_GATES_MIN = 8192
 
 
@@ -82,7 +83,8 @@ def rnn_forward(x, h0, Wx, Wh, b, scratch):
 
 
 # The row helpers index whole arrays with (t, n) rather than take row views: a view costs a
-# reference-count increment and decrement, measured 0.5 us of a 3.5 us tiny forward.
+# reference-count increment and decrement, a measurable share of a tiny forward
+# (docs/performance.md, M16).
 
 @jit(inline="always")
 def _rnn_forward_row(pre, b, hs, h, t, n):
@@ -120,7 +122,7 @@ def _input_gradients(da, dh_next, x, hs, Wx, scratch):
     da2 = da.reshape(T * N, G)
     dx = swap_leading_axes(dot(da2, Wx.T, scratch).reshape(T, N, D))
     # dWx and dWh as one product, [x_t | h_{t-1}]ᵀ @ dA, whose first D rows are dWx: one
-    # packing of dA and one thread launch (measured 62 -> 47 us at N=10, T=16, D=30, H=40).
+    # packing of dA and one thread launch (docs/performance.md, M17).
     dW = dot(_step_inputs(x, hs).T, da2, scratch)
     return dx, dh_next, dW[:D], dW[D:], column_sum(da2)
 
@@ -186,9 +188,9 @@ def _lstm_forward_arrays(h0, c0, T):
     cs[0] = c0
     h = np.empty((N, T, H), dtype=h0.dtype)
     # All four gates in one vectorised pass of one function, a tanh or a sigmoid by a flag
-    # (measured 1.4-1.9x faster than a sigmoid pass and a tanh pass, which do not both vectorise
-    # as well; g is the accurate tanh, not 2 sigmoid(2a) - 1, which loses relative accuracy
-    # near 0).
+    # (faster than a sigmoid pass and a tanh pass, which do not both vectorise as well:
+    # docs/performance.md, M18; g is the accurate tanh, not 2 sigmoid(2a) - 1, which loses
+    # relative accuracy near 0).
     tanh_gate = np.zeros(4 * H, dtype=np.bool_)
     tanh_gate[3 * H:] = True
     return h, hs, cs, tanh_gate
@@ -261,8 +263,8 @@ def _lstm_backward_row(dh, dh_next, gates, cs, dc, da, t, n):
 # same gate math), serial, without scratch and with the GIL held; dWx, dWh and db are
 # accumulated in float64.
 
-SMALL_MAX = 768  # N * (D + H) * G; measured: at 432-704 the kernels below take 0.66-0.75 of
-#                  the time of the ones above, at 1024 0.87-1.12
+SMALL_MAX = 768  # N * (D + H) * G; where the kernels below stop winning (docs/performance.md,
+#                  M19)
 
 
 def is_small(N, D, H, G):
@@ -281,8 +283,7 @@ def rnn_forward_small(x, h0, Wx, Wh, b):
     hs[0] = h0
     h = np.empty((N, T, H), dtype=x.dtype)
     # tanh over a step's N*H values at once, not row by row: a row of H < 8 values runs the
-    # vectorised loop's scalar remainder only (forward at N=2, T=10, D=3, H=6 float64, CPU time:
-    # 5.3 -> 4.5 us with the accurate tanh)
+    # vectorised loop's scalar remainder only (docs/performance.md, M20)
     pre_flat, hs_flat = pre.reshape(T * N * H), hs.reshape((T + 1) * N * H)
     for t in range(T):
         for n in range(N):
@@ -316,8 +317,8 @@ def lstm_forward_small(x, h0, c0, Wx, Wh, b):
     H = h0.shape[1]
     gates = np.empty((T, N, b.size), dtype=x.dtype)
     h, hs, cs, tanh_gate = _lstm_forward_arrays(h0, c0, T)
-    # tanh(c) over a step's N*H cells at once, as in rnn_forward_small (forward at N=2, T=10,
-    # D=3, H=6, CPU time: 6.9 -> 5.9 us float32, 7.7 -> 7.2 us float64)
+    # tanh(c) over a step's N*H cells at once, as in rnn_forward_small (docs/performance.md,
+    # M20)
     hs_flat, cs_flat = hs.reshape((T + 1) * N * H), cs.reshape((T + 1) * N * H)
     for t in range(T):
         for n in range(N):
@@ -373,8 +374,9 @@ def _step_product(x, hs, Wx, Wh, pre, t, n):
 def _step_product_short(x, hs, Wx, Wh, b, pre, t, n):
     """pre[t, n] = x[n, t] @ Wx + hs[t, n] @ Wh + b, like :func:`_step_product`, for short rows
     (the vanilla RNN's, G = H < 30 here): each element summed in a register, in float64.
-    Measured 0.4 us of a 3.5 us forward at G = 6, where the vectorised loop above runs only its
-    scalar remainder.  (Both in one kernel behind a test of G cost as much again.)"""
+    A measurable share of a tiny forward at G = 6, where the vectorised loop above runs only its
+    scalar remainder; both in one kernel behind a test of G cost as much again
+    (docs/performance.md, M21)."""
     for j in range(pre.shape[2]):
         acc = 0.0
         for k in range(x.shape[2]):

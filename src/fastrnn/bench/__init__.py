@@ -10,14 +10,14 @@ step, ``word_embedding_backward``, ``temporal_softmax_loss``) for three implemen
 
 Each implementation runs in its OWN subprocess: OpenBLAS threads and torch's OpenMP threads keep
 spinning after a call, and timing one library right after another in the same process made torch
-look 3x slower (``PERFORMANCE.md``, fact 9).  Every (case, implementation) gets a fresh process,
-and a case's implementations are timed one right after the other, over ``--rounds`` rounds
-through all cases: this machine's speed drifts by 20-30% over minutes, and side-by-side timing
-keeps the drift out of the ratios.  Compilation and warm-up happen before the timed region; each
-figure is the best over the rounds of ``k`` samples each, a sample being the mean over enough
-calls to last ``--min-time`` seconds.  Accuracy (max|err| / max|value| per output against a
-float64 computation), the bytes ``lstm_forward`` keeps for backward, and start-up times are
-measured in further subprocesses of their own.
+look several times slower (docs/performance.md, fact 9).  Every (case, implementation) gets a fresh
+process, and a case's implementations are timed one right after the other, over ``--rounds`` rounds
+through all cases: a shared machine's speed drifts over minutes (docs/performance.md, M26), and
+side-by-side timing keeps the drift out of the ratios.  Compilation and warm-up happen before the
+timed region; each figure is the best over the rounds of ``k`` samples each, a sample being the mean
+over enough calls to last ``--min-time`` seconds.  Accuracy (max|err| / max|value| per output
+against a float64 computation), the bytes ``lstm_forward`` keeps for backward, and start-up times
+are measured in further subprocesses of their own.
 
 Benchmark with OpenBLAS on its native kernels::
 

@@ -67,11 +67,11 @@ def run_benchmarks(cases, *, fast_module=DEFAULT_FAST_MODULE, repeats=7, min_tim
                    threads=2, skip=(), quick=False, rounds=2, busy=0, progress=None):
     """Measures ``cases`` and returns the results dict that :func:`render_text` prints.
 
-    Every (case, implementation) is timed in a fresh process, the implementations of a case
-    one after the other and the cases in turn, ``rounds`` times over (the order of the
-    implementations reversed every other round): the speed of a shared machine drifts by
-    20-30% over minutes, and timing a case's implementations side by side keeps that drift out
-    of the ratios.  A case's time is the best over all rounds; with ``busy`` competing processes
+    Every (case, implementation) is timed in a fresh process, the implementations of a case one
+    after the other and the cases in turn, ``rounds`` times over (the order of the implementations
+    reversed every other round): the speed of a shared machine drifts over minutes
+    (docs/performance.md, M26), and timing a case's implementations side by side keeps that drift
+    out of the ratios.  A case's time is the best over all rounds; with ``busy`` competing processes
     (:func:`competing_load`) running through the timing, it is the median of every sample.
     """
     say = progress or (lambda message: None)
