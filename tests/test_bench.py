@@ -7,6 +7,7 @@ compilation.  Only the structure of the results is checked: timings are never as
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -186,3 +187,40 @@ def test_busy_run_reports_medians(tmp_path):
     assert row["times"]["fastrnn"] == pytest.approx(float(np.median(samples)))
     assert "median of" in bench.render_markdown(results)
     assert "competing busy" in bench.render_text(results)
+
+
+def test_load_table_times_each_setting_under_each_condition(capsys):
+    """``python -m fastrnn.bench.load`` on a tiny case: every (condition, setting) timed in
+    fresh processes (two at once for the pair), and the verdict columns filled."""
+    from fastrnn.bench import load
+
+    settings = ["classic", "fastrnn", "fastrnn-all-threads", "fastrnn-1-thread"]
+    assert load.main(["--case", "rnn_2x10x3x6_f64", "--conditions", "idle,busy 1,pair",
+                      "--settings", ",".join(settings), "--rounds", "1", "--calls", "3"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "condition" not in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| idle", "| busy 1", "| pair"]
+    for row in rows:
+        cells = row.strip("| ").split(" | ")
+        assert len(cells) == 1 + len(settings) + 2
+        assert all(re.match(r"[0-9.e+-]+ \([0-9.e+-]+-[0-9.e+-]+\)$", cell) for cell in cells[1:5])
+        assert re.match(r"[0-9.]+ (pass|MISS)$", cells[5]) and cells[6] in ("pass", "MISS")
+
+
+def test_load_table_counts_every_call_of_a_pair():
+    from fastrnn.bench import load
+
+    results = load.measure("rnn_2x10x3x6_f64", conditions=("pair",), settings=("fastrnn",),
+                           rounds=1, calls=4, progress=lambda message: None)
+    assert len(results["pair"]["fastrnn"]) == 8
+
+
+def test_load_table_refuses_unknown_settings_and_conditions(capsys):
+    from fastrnn.bench import load
+
+    with pytest.raises(SystemExit):
+        load.main(["--settings", "numpy"])
+    assert "unknown ['numpy']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        load.main(["--conditions", "busy x"])
+    assert "unknown condition 'busy x'" in capsys.readouterr().err
