@@ -23,16 +23,23 @@ def adam_update(w, dw, m, v, scale, beta1, one_minus_beta1, beta2, one_minus_bet
     """
     n = w.size
     for c in prange(bad.shape[0]):
+        # Slices, so that the inner loop's index starts at 0: LLVM then knows it is never
+        # negative, drops the wraparound check and vectorises (twice as fast as indexing from
+        # c * CHUNK, measured).
+        lo = c * CHUNK
+        hi = min(n, lo + CHUNK)
+        w_c, dw_c, m_c, v_c = w[lo:hi], dw[lo:hi], m[lo:hi], v[lo:hi]
+        next_w_c, next_m_c, next_v_c = next_w[lo:hi], next_m[lo:hi], next_v[lo:hi]
         bad_g = 0
         bad_w = 0
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            g = dw[i] * scale
-            m_i = beta1 * m[i] + one_minus_beta1 * g
-            v_i = beta2 * v[i] + one_minus_beta2 * (g * g)
-            w_i = w[i] - alpha * (m_i / (np.sqrt(v_i) + epsilon))
-            next_m[i] = m_i
-            next_v[i] = v_i
-            next_w[i] = w_i
+        for i in range(w_c.size):
+            g = dw_c[i] * scale
+            m_i = beta1 * m_c[i] + one_minus_beta1 * g
+            v_i = beta2 * v_c[i] + one_minus_beta2 * (g * g)
+            w_i = w_c[i] - alpha * (m_i / (np.sqrt(v_i) + epsilon))
+            next_m_c[i] = m_i
+            next_v_c[i] = v_i
+            next_w_c[i] = w_i
             bad_g += not np.isfinite(g)
             bad_w += not np.isfinite(w_i)
         bad[c, 0] = bad_g
