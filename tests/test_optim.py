@@ -126,12 +126,14 @@ def test_float32_stays_float32_and_inputs_are_not_mutated(rule, rng):
     assert not np.array_equal(next_w, w)
 
 
+@pytest.mark.parametrize("shape", [(37, 29), (300, 700)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_adam_matches_the_numpy_formulas(dtype):
-    """The one-pass kernel (C-contiguous arrays) against the NumPy expressions (the same
-    update on strided views), over three steps, in the weights' dtype; nothing mutated."""
+def test_fused_adam_matches_the_numpy_formulas(dtype, shape):
+    """The one-pass kernel (C-contiguous arrays; one thread for a small parameter, the threaded
+    one for a large one) against the NumPy expressions (the same update on strided views), over
+    three steps, in the weights' dtype; nothing mutated."""
     rng = np.random.default_rng(0)
-    w = rng.standard_normal((37, 29)).astype(dtype)
+    w = rng.standard_normal(shape).astype(dtype)
     fused_w, strided_w = w.copy(), np.asfortranarray(w)
     fused, strided = {"learning_rate": 3e-3}, {"learning_rate": 3e-3}
     for _ in range(3):
@@ -148,24 +150,24 @@ def test_fused_adam_matches_the_numpy_formulas(dtype):
     assert fused["t"] == strided["t"] == 3
 
 
+@pytest.mark.parametrize("shape", [(300, 700), (7, 9)])
 @pytest.mark.parametrize("layout", ["fused", "numpy"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_adam_counting_finds_non_finite_gradients_and_weights(layout, dtype):
+def test_adam_counting_finds_non_finite_gradients_and_weights(layout, dtype, shape):
     """The solver's one-pass check: a NaN or inf anywhere in dw (scaled) or in the new weights,
     including ones computed in the kernel's own loop (a huge learning rate), in the first and
-    the last work item of a large parameter."""
+    the last work item of a large parameter (threaded) and in a small one (one thread)."""
     def run(w, dw, config, scale=1.0):
         if layout == "numpy":
             w, dw = np.asfortranarray(w), np.asfortranarray(dw)
         with np.errstate(over="ignore", invalid="ignore"):
             return optim.adam_counting(w, dw, config, scale)[2:]
 
-    shape = (300, 700)  # 210000 elements: four work items of the kernel
-    w = np.ones(shape, dtype)
+    w = np.ones(shape, dtype)  # (300, 700): four work items of the threaded kernel
     dw = np.full(shape, 0.5, dtype)
     assert run(w, dw, {"learning_rate": 1e-3}) == (True, True)
     assert run(w, dw, {"learning_rate": 1e-3}, scale=0.25) == (True, True)
-    for where in ((0, 0), (299, 699), (150, 3)):
+    for where in ((0, 0), (shape[0] - 1, shape[1] - 1), (shape[0] // 2, 3)):
         for value in (np.nan, np.inf, -np.inf):
             bad = dw.copy()
             bad[where] = value

@@ -104,16 +104,20 @@ def adam_counting(w, dw, config=None, scale=1.0):
     t = int(config["t"]) + 1
     alpha = float(float(config["learning_rate"]) * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t))
     if _one_float_layout(w, dw, config["m"], config["v"]):
-        from ._kernels.optim import CHUNK, adam_update
-        from ._workspace import call_threaded
+        from ._kernels.optim import CHUNK, adam_update, adam_update_small
         next_w, m, v = np.empty_like(w), np.empty_like(w), np.empty_like(w)
-        bad = np.empty((max(-(-w.size // CHUNK), 1), 2), dtype=np.int64)
         real = w.dtype.type
-        call_threaded(adam_update, w.reshape(-1), dw.reshape(-1), config["m"].reshape(-1),
-                      config["v"].reshape(-1), real(scale), real(beta1), real(1 - beta1),
-                      real(beta2), real(1 - beta2), real(alpha), real(epsilon),
-                      next_w.reshape(-1), m.reshape(-1), v.reshape(-1), bad)
-        gradient_finite, weights_finite = not bad[:, 0].any(), not bad[:, 1].any()
+        args = (w.reshape(-1), dw.reshape(-1), config["m"].reshape(-1), config["v"].reshape(-1),
+                real(scale), real(beta1), real(1 - beta1), real(beta2), real(1 - beta2),
+                real(alpha), real(epsilon), next_w.reshape(-1), m.reshape(-1), v.reshape(-1))
+        if w.size <= CHUNK:
+            bad_gradients, bad_weights = adam_update_small(*args)
+        else:
+            from ._workspace import call_threaded
+            bad = np.empty((-(-w.size // CHUNK), 2), dtype=np.int64)
+            call_threaded(adam_update, *args, bad)
+            bad_gradients, bad_weights = bad.sum(axis=0)
+        gradient_finite, weights_finite = bool(bad_gradients == 0), bool(bad_weights == 0)
     else:
         if scale != 1.0:
             dw = _as_weight_dtype(dw * scale, dw)
