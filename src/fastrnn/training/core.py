@@ -443,9 +443,8 @@ class BaseSolver:
         if kind is not None and kind != type(self.model).__name__:
             raise ValueError(f"checkpoint {path!r} holds a {kind}, this model is a "
                              f"{type(self.model).__name__}")
-        stored = checkpoint["model_config"]
-        if stored is not None and stored != self._model_config():
-            mine = self._model_config()
+        stored, mine = checkpoint["model_config"], self._model_config()
+        if stored is not None and stored != mine:
             differ = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
             raise ValueError(f"checkpoint {path!r} holds a model built with "
                              + ", ".join(f"{k}={stored.get(k)!r}" for k in differ)
